@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import pydantic
@@ -106,9 +106,6 @@ class KindInfo:
     plural: str
     namespaced: bool
     aliases: tuple[str, ...] = ()
-    # Columns for ``calicoctl get -o ps`` / ``-o wide``: (header, dotted path into the wire form).
-    ps_columns: tuple[tuple[str, str], ...] = field(default=())
-    wide_columns: tuple[tuple[str, str], ...] = field(default=())
 
 
 class Resource(CalicoModel):
