@@ -1,1 +1,1 @@
-"""Typha: one datastore watch per syncer type, fanned out to every node\x27s agents."""
+"""Typha: one datastore watch per syncer type, fanned out to every node's agents."""
