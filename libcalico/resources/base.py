@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from libcalico.errors import MultiValidationError, ValidationError
 
 API_VERSION = "projectcalico.org/v3"
+# libyaml's parser when PyYAML was built with it: about 10x faster on big files.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
@@ -282,7 +284,7 @@ def decode_documents(text: str, source: str = "<stdin>") -> list[Any]:
                                   source=source) from None
         return data if isinstance(data, list) else [data]
     try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
