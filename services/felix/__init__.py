@@ -1,0 +1,1 @@
+"""Felix: per node, turns policy and endpoints into nftables rules, sets, routes and interface settings."""
