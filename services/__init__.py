@@ -1,0 +1,1 @@
+"""Calico-py services: each runs on its own and imports only libcalico."""

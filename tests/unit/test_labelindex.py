@@ -1,0 +1,214 @@
+"""The label index agrees with brute-force evaluation after any sequence of changes."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from libcalico.selector import parse
+from libcalico.selector.labelindex import LabelIndex
+from tests.unit.selector_strategies import label_sets, render, trees
+
+SEL_IDS = st.integers(0, 5)
+ITEM_IDS = st.integers(0, 8)
+
+selector_text = st.builds(
+    lambda tree, rnd: render(tree, rnd), trees, st.randoms(use_true_random=False)
+)
+# Selectors that exercise each way of indexing: by (key, value), by key, by scanning, never.
+FIXED_SELECTORS = [
+    "a == 'v'",
+    "a in {'v', 'w'} && b != 'v'",
+    "has(b) && c contains 'v'",
+    "a != 'v'",
+    "!has(a)",
+    "a not in {'v'}",
+    "a == 'v' || b == 'w'",
+    "a == 'v' && a == 'w'",
+    "",
+    "global()",
+]
+
+ops = st.one_of(
+    st.tuples(st.just("sel"), SEL_IDS, st.one_of(st.sampled_from(FIXED_SELECTORS), selector_text)),
+    st.tuples(st.just("delsel"), SEL_IDS, st.none()),
+    st.tuples(st.just("labels"), ITEM_IDS, label_sets),
+    st.tuples(st.just("dellabels"), ITEM_IDS, st.none()),
+)
+
+
+class Recorder:
+    """Keeps the match set that the callbacks describe, failing on an impossible event."""
+
+    def __init__(self) -> None:
+        self.pairs: set[tuple[int, int]] = set()
+
+    def on_match(self, sel_id: int, item_id: int) -> None:
+        assert (sel_id, item_id) not in self.pairs
+        self.pairs.add((sel_id, item_id))
+
+    def on_unmatch(self, sel_id: int, item_id: int) -> None:
+        assert (sel_id, item_id) in self.pairs
+        self.pairs.remove((sel_id, item_id))
+
+
+def check(
+    index: LabelIndex[int, int],
+    rec: Recorder,
+    sels: dict[int, str],
+    items: dict[int, dict[str, str]],
+) -> None:
+    expected = {
+        (s, i)
+        for s, text in sels.items()
+        for i, labels in items.items()
+        if parse(text).evaluate(labels)
+    }
+    assert rec.pairs == expected
+    for s in range(6):
+        assert index.items_matching(s) == {i for (t, i) in expected if t == s}
+    for i in range(9):
+        assert index.selectors_matching(i) == {s for (s, j) in expected if j == i}
+    assert index.selector_ids() == set(sels)
+    assert index.item_ids() == set(items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ops, max_size=40))
+def test_index_equals_brute_force(operations: list[tuple[str, int, object]]) -> None:
+    rec = Recorder()
+    index: LabelIndex[int, int] = LabelIndex(rec.on_match, rec.on_unmatch)
+    sels: dict[int, str] = {}
+    items: dict[int, dict[str, str]] = {}
+    for kind, ident, arg in operations:
+        if kind == "sel":
+            assert isinstance(arg, str)
+            index.update_selector(ident, arg)
+            sels[ident] = arg
+        elif kind == "delsel":
+            index.delete_selector(ident)
+            sels.pop(ident, None)
+        elif kind == "labels":
+            assert isinstance(arg, dict)
+            index.update_labels(ident, arg)
+            items[ident] = dict(arg)
+        else:
+            index.delete_labels(ident)
+            items.pop(ident, None)
+        check(index, rec, sels, items)
+
+
+def test_callbacks_and_queries() -> None:
+    events: list[tuple[str, str, str]] = []
+    index: LabelIndex[str, str] = LabelIndex(
+        lambda s, i: events.append(("match", s, i)), lambda s, i: events.append(("unmatch", s, i))
+    )
+    index.update_labels("ep1", {"app": "web", "env": "prod"})
+    index.update_labels("ep2", {"app": "db"})
+    index.update_selector("web", "app == 'web'")
+    index.update_selector("not-prod", "env != 'prod'")
+    assert sorted(events) == [("match", "not-prod", "ep2"), ("match", "web", "ep1")]
+    events.clear()
+    index.update_labels("ep2", {"app": "web", "env": "prod"})
+    assert sorted(events) == [("match", "web", "ep2"), ("unmatch", "not-prod", "ep2")]
+    events.clear()
+    index.update_labels("ep2", {"env": "prod", "app": "web"})  # same labels: no events
+    index.update_selector("web", parse('app == "web"'))  # same selector: no events
+    assert events == []
+    index.update_selector("web", "app in {'db', 'web'} && env == 'dev'")
+    assert sorted(events) == [("unmatch", "web", "ep1"), ("unmatch", "web", "ep2")]
+    events.clear()
+    index.delete_labels("ep1")
+    index.delete_labels("missing")
+    index.delete_selector("missing")
+    assert index.items_matching("not-prod") == frozenset()
+    assert index.is_match("web", "ep2") is False
+    assert index.labels("ep2") == {"app": "web", "env": "prod"}
+    assert str(index.selector("web")) == '(app in {"db", "web"} && env == "dev")'
+    index.delete_selector("not-prod")
+    assert len(index) == 1 and index.selector_ids() == {"web"}
+
+
+def test_large_random_workload_matches_brute_force() -> None:
+    rnd = random.Random(7)
+    keys, vals = ["app", "tier", "env", "team", "zone"], [f"v{i}" for i in range(6)]
+    selectors = {
+        i: rnd.choice(
+            [
+                f"app == '{rnd.choice(vals)}'",
+                f"tier in {{'{rnd.choice(vals)}', '{rnd.choice(vals)}'}} && has(env)",
+                f"has({rnd.choice(keys)})",
+                f"env != '{rnd.choice(vals)}'",
+                f"team not in {{'{rnd.choice(vals)}'}} || zone == '{rnd.choice(vals)}'",
+                f"app == '{rnd.choice(vals)}' && tier starts with 'v'",
+            ]
+        )
+        for i in range(60)
+    }
+    index: LabelIndex[int, int] = LabelIndex()
+    items: dict[int, dict[str, str]] = {}
+    for i in range(300):
+        items[i] = {k: rnd.choice(vals) for k in keys if rnd.random() < 0.6}
+        index.update_labels(i, items[i])
+    for s, text in selectors.items():
+        index.update_selector(s, text)
+    for _ in range(300):
+        i = rnd.randrange(350)
+        if rnd.random() < 0.2:
+            index.delete_labels(i)
+            items.pop(i, None)
+        else:
+            items[i] = {k: rnd.choice(vals) for k in keys if rnd.random() < 0.6}
+            index.update_labels(i, items[i])
+    for s, text in selectors.items():
+        sel = parse(text)
+        assert index.items_matching(s) == {i for i, lab in items.items() if sel.evaluate(lab)}
+
+
+def test_drivers_pick_out_what_a_match_needs() -> None:
+    from libcalico.selector.labelindex import driver_options, referenced_keys
+
+    def options(text: str) -> list[frozenset[object]]:
+        return [frozenset(o) for o in driver_options(parse(text).root)]
+
+    assert options("a == 'x'") == [frozenset({("a", "x")})]
+    assert options("a in {'x', 'y'}") == [frozenset({("a", "x"), ("a", "y")})]
+    assert options("a in {}") == [frozenset()]
+    assert options("has(a)") == [frozenset({"a"})]
+    assert options("a contains 'x'") == [frozenset({"a"})]
+    assert options("a == 'x' || b == 'y'") == [frozenset({("a", "x"), ("b", "y")})]
+    assert options("a == 'x' && has(b)") == [frozenset({("a", "x")}), frozenset({"b"})]
+    assert options("!(!(a == 'x'))") == [frozenset({("a", "x")})]
+    for text in [
+        "a != 'x'",
+        "a not in {'x'}",
+        "!has(a)",
+        "all()",
+        "global()",
+        "a == 'x' || b != 'y'",
+        "!(a == 'x')",
+    ]:
+        assert options(text) == [], text
+    assert referenced_keys(parse("a == 'x' && !(has(b) || c not in {'d'}) && all()").root) == {
+        "a",
+        "b",
+        "c",
+    }
+
+
+def test_selector_added_before_labels_and_never_matching_selector() -> None:
+    index: LabelIndex[str, int] = LabelIndex()
+    index.update_selector("never", "a in {}")
+    index.update_selector("both", "a == 'x' && a == 'y'")
+    index.update_selector("or", "a == 'x' || b == 'y'")
+    index.update_labels(1, {"a": "x"})
+    index.update_labels(2, {"b": "y"})
+    index.update_labels(3, {"c": "z"})
+    assert index.items_matching("never") == set() and index.items_matching("both") == set()
+    assert index.items_matching("or") == {1, 2}
+    index.update_labels(1, {"a": "q", "b": "y"})
+    index.update_labels(2, {})
+    assert index.items_matching("or") == {1}
+    assert index.selectors_matching(1) == {"or"}
