@@ -149,7 +149,7 @@ def choice(what: str, *values: str) -> Any:
 
 
 def _float_out(value: float) -> float | int:
-    return int(value) if value.is_integer() else value
+    return int(value) if float(value).is_integer() else value
 
 
 def _order(value: Any) -> float:
