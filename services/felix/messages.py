@@ -88,6 +88,9 @@ class ActivePolicyUpdate:
     inbound_rules: tuple[Rule, ...]
     outbound_rules: tuple[Rule, ...]
     namespace: str | None = None
+    # GlobalNetworkPolicy doNotTrack / preDNAT (host endpoints only; see HostEndpoint's extra tier lists).
+    untracked: bool = False
+    pre_dnat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,11 @@ class HostEndpoint:
     profile_ids: tuple[str, ...]
     tiers: tuple[TierInfo, ...]
     key: str = ""
+    # Calico's extra host-endpoint tier lists: doNotTrack policies (raw table), preDNAT policies
+    # (ingress, before DNAT) and the applyOnForward subset of ``tiers`` (forwarded traffic).
+    untracked_tiers: tuple[TierInfo, ...] = ()
+    pre_dnat_tiers: tuple[TierInfo, ...] = ()
+    forward_tiers: tuple[TierInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +215,8 @@ class RouteUpdate:
     nat_outgoing: bool = False
     ip_pool_type: str = ""  # "vxlan", "ipip", "none"
     local_workload: bool = False
+    # The destination node's address is in this node's own subnet (for CrossSubnet encapsulation).
+    same_subnet: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,324 @@
+"""Felix calculation-graph benchmark: cold start and single-change latency, graph only (no kernel).
+
+Run:  .venv/bin/python benchmarks/felix_calc_bench.py [--policies N] [--remote N] [--local N] [--changes N] [--seed S]
+
+Cold start: a snapshot (in the felix syncer's type order, and shuffled) of 1,000 policies (namespaced and global, three tiers,
+selectors, namespace selectors, service accounts, ports and named ports),
+10,000 remote workload endpoints and 100 local ones (plus namespace and
+service-account profiles) goes through ``on_updates`` and the first ``flush``
+after in-sync. Reported: wall time, messages, and peak memory (tracemalloc
+peak of a second, traced run; process max RSS).
+
+Single change: the time from ``on_updates([one update])`` to the end of its
+``flush()``, for one policy edited, one endpoint added, one label changed;
+p50 and p99 over ``--changes`` changes each. Every change is checked to have
+produced the messages it should, so the numbers are for real work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from libcalico.datastore.keys import RESOURCE_ROOT
+from libcalico.syncer import SyncStatus, Update, UpdateType, syncer_spec
+from services.felix import messages as m
+from services.felix.calc import CalcGraph
+
+API = "projectcalico.org/v3"
+HOST = "node-0"
+NAMESPACES = [f"ns-{i}" for i in range(50)]
+APPS = [f"app-{i}" for i in range(200)]
+ROLES = ["frontend", "backend", "db", "cache"]
+ENVS = ["prod", "staging", "dev"]
+SAS = ["default", "api", "worker"]
+TIERS = [("security", 100.0), ("platform", 200.0), ("default", None)]
+
+
+def key(plural: str, name: str, ns: str | None = None) -> str:
+    return f"{RESOURCE_ROOT}{plural}/{ns}/{name}" if ns else f"{RESOURCE_ROOT}{plural}/{name}"
+
+
+def q(v: str) -> str:
+    return "'" + v + "'"
+
+
+class World:
+    """Generates the resources of one synthetic cluster."""
+
+    def __init__(self, seed: int) -> None:
+        self.rnd = random.Random(seed)
+        self.rev = 0
+        self.ip = 0
+        self.policies: dict[int, Update] = {}
+
+    def update(self, k: str, value: dict[str, Any] | None, new: bool = True) -> Update:
+        self.rev += 1
+        kind = UpdateType.DELETED if value is None else (UpdateType.NEW if new else UpdateType.UPDATED)
+        return Update(k, value, self.rev, kind)
+
+    def next_ip(self) -> str:
+        self.ip += 1
+        return f"10.{(self.ip >> 16) & 255}.{(self.ip >> 8) & 255}.{self.ip & 255}/32"
+
+    def profiles(self) -> list[Update]:
+        out = []
+        for ns in NAMESPACES:
+            labels = {"pcns.projectcalico.org/name": ns, "pcns.env": self.rnd.choice(ENVS),
+                      "pcns.team": f"team-{self.rnd.randrange(10)}"}
+            spec = {"labelsToApply": labels, "ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
+            out.append(self.update(key("profiles", f"kns.{ns}"),
+                                   {"apiVersion": API, "kind": "Profile", "metadata": {"name": f"kns.{ns}"},
+                                    "spec": spec}))
+            for sa in SAS:
+                name = f"ksa.{ns}.{sa}"
+                out.append(self.update(key("profiles", name), {
+                    "apiVersion": API, "kind": "Profile", "metadata": {"name": name},
+                    "spec": {"labelsToApply": {"pcsa.projectcalico.org/name": sa, "pcsa.role": sa}}}))
+        return out
+
+    def workload(self, name: str, node: str, labels: dict[str, str] | None = None,
+                 ns: str | None = None) -> Update:
+        rnd = self.rnd
+        ns = ns or rnd.choice(NAMESPACES)
+        sa = rnd.choice(SAS)
+        labels = labels or {"app": rnd.choice(APPS), "role": rnd.choice(ROLES), "env": rnd.choice(ENVS),
+                            "pod-template-hash": f"{rnd.getrandbits(32):08x}"}
+        spec: dict[str, Any] = {
+            "orchestrator": "k8s", "node": node, "pod": name, "endpoint": "eth0",
+            "interfaceName": ("cali" + name)[:15], "ipNetworks": [self.next_ip()],
+            "profiles": [f"kns.{ns}", f"ksa.{ns}.{sa}"], "serviceAccountName": sa,
+        }
+        if rnd.random() < 0.5:
+            spec["ports"] = [{"name": "http", "protocol": "TCP", "port": rnd.choice([80, 8080])},
+                             {"name": "metrics", "protocol": "TCP", "port": 9090}]
+        value = {"apiVersion": API, "kind": "WorkloadEndpoint",
+                 "metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": spec}
+        return self.update(key("workloadendpoints", name, ns), value)
+
+    def rule(self) -> dict[str, Any]:
+        rnd = self.rnd
+        r = rnd.random()
+        source: dict[str, Any] = {}
+        if r < 0.4:
+            source["selector"] = f"app == {q(rnd.choice(APPS))}"
+        elif r < 0.6:
+            source["selector"] = f"role == {q(rnd.choice(ROLES))}"
+            source["namespaceSelector"] = f"env == {q(rnd.choice(ENVS))}"
+        elif r < 0.7:
+            source["serviceAccounts"] = {"names": [rnd.choice(SAS)]}
+        elif r < 0.8:
+            source["nets"] = [f"172.{rnd.randrange(16, 32)}.0.0/16"]
+        else:
+            source["selector"] = f"app in {{{q(rnd.choice(APPS))}, {q(rnd.choice(APPS))}}}"
+        rule: dict[str, Any] = {"action": rnd.choice(["Allow", "Allow", "Allow", "Deny", "Pass"]), "source": source}
+        p = rnd.random()
+        if p < 0.3:
+            rule["protocol"] = "TCP"
+            rule["destination"] = {"ports": [rnd.choice([80, 443, "8000:8100"])]}
+        elif p < 0.45:
+            rule["protocol"] = "TCP"
+            rule["destination"] = {"ports": ["http"]}
+        return rule
+
+    def policy(self, i: int) -> Update:
+        rnd = self.rnd
+        tier, _ = TIERS[i % len(TIERS)]
+        spec: dict[str, Any] = {"tier": tier, "order": float(i % 50),
+                                "ingress": [self.rule() for _ in range(rnd.randrange(1, 4))]}
+        if rnd.random() < 0.3:
+            spec["egress"] = [self.rule()]
+        if i % 4 == 0:
+            spec["selector"] = f"role == {q(rnd.choice(ROLES))} && env == {q(rnd.choice(ENVS))}"
+            value = {"apiVersion": API, "kind": "GlobalNetworkPolicy", "metadata": {"name": f"gnp-{i}"}, "spec": spec}
+            upd = self.update(key("globalnetworkpolicies", f"gnp-{i}"), value)
+        else:
+            ns = NAMESPACES[i % len(NAMESPACES)]
+            spec["selector"] = f"app == {q(rnd.choice(APPS))}" if rnd.random() < 0.7 else "all()"
+            value = {"apiVersion": API, "kind": "NetworkPolicy", "metadata": {"name": f"np-{i}", "namespace": ns},
+                     "spec": spec}
+            upd = self.update(key("networkpolicies", f"np-{i}", ns), value)
+        self.policies[i] = upd
+        return upd
+
+    def edited(self, i: int, variant: int) -> Update:
+        """Policy ``i`` with its first ingress rule replaced: a new port, or (odd variants) a new source."""
+        old = self.policies[i]
+        assert old.value is not None
+        spec = dict(old.value["spec"])
+        if variant % 2:
+            first = {"action": "Allow", "source": {"selector": f"app == {q(APPS[variant % len(APPS)])}"}}
+        else:
+            first = {"action": "Allow", "protocol": "TCP", "destination": {"ports": [1000 + variant]}}
+        spec["ingress"] = [first] + spec["ingress"][1:]
+        return self.update(old.key, {**old.value, "spec": spec}, new=False)
+
+    def tiers(self) -> list[Update]:
+        out = []
+        for name, order in TIERS:
+            spec: dict[str, Any] = {} if order is None else {"order": order, "defaultAction": "Pass"}
+            out.append(self.update(key("tiers", name),
+                                   {"apiVersion": API, "kind": "Tier", "metadata": {"name": name}, "spec": spec}))
+        return out
+
+
+def snapshot(args: argparse.Namespace) -> tuple[World, list[Update], list[Update], list[Update]]:
+    world = World(args.seed)
+    updates = world.tiers() + world.profiles()
+    remote = [world.workload(f"r-{i}", f"node-{1 + i % 100}") for i in range(args.remote)]
+    local = [world.workload(f"l-{i}", HOST, ns=NAMESPACES[i % len(NAMESPACES)]) for i in range(args.local)]
+    policies = [world.policy(i) for i in range(args.policies)]
+    updates += remote + local + policies
+    return world, updates, local, policies
+
+
+def syncer_order(updates: list[Update]) -> list[Update]:
+    """The snapshot as the felix syncer lists it: one resource type after another."""
+    rank = {t.prefix: i for i, t in enumerate(syncer_spec("felix").types)}
+    return sorted(updates, key=lambda u: next(r for p, r in rank.items() if u.key.startswith(p)))
+
+
+def cold_start(updates: list[Update]) -> tuple[CalcGraph, list[m.Message], float]:
+    graph = CalcGraph(HOST)
+    gc.collect()
+    start = time.perf_counter()
+    graph.on_status(SyncStatus.RESYNC_IN_PROGRESS)
+    for i in range(0, len(updates), 500):  # the syncer delivers in batches
+        graph.on_updates(updates[i:i + 500])
+    graph.on_status(SyncStatus.IN_SYNC)
+    out = graph.flush()
+    return graph, out, time.perf_counter() - start
+
+
+def timed(graph: CalcGraph, update: Update) -> tuple[float, list[m.Message]]:
+    start = time.perf_counter()
+    graph.on_updates([update])
+    out = graph.flush()
+    return time.perf_counter() - start, out
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return statistics.median(ordered) * 1000, p99 * 1000
+
+
+def changes(graph: CalcGraph, world: World, first: list[m.Message], args: argparse.Namespace
+            ) -> dict[str, tuple[float, float, int]]:
+    results: dict[str, tuple[float, float, int]] = {}
+
+    def run(name: str, make: Callable[[int], Update], check: Callable[[list[m.Message]], bool]) -> None:
+        samples, produced = [], 0
+        for i in range(args.changes):
+            seconds, out = timed(graph, make(i))
+            assert check(out), f"{name}: change {i} produced {out[:3]}"
+            produced += len(out)
+            samples.append(seconds)
+        p50, p99 = percentiles(samples)
+        results[name] = (p50, p99, produced)
+
+    # Edit a policy that applies to a local endpoint: the new rule must go out.
+    names = {x.id.name.rsplit("/", 1)[-1] for x in first if isinstance(x, m.ActivePolicyUpdate)}
+    active = [i for i in range(args.policies) if (f"gnp-{i}" if i % 4 == 0 else f"np-{i}") in names]
+    run("policy edited",
+        lambda i: world.edited(active[i % len(active)], 1 + i),
+        lambda out: any(isinstance(x, m.ActivePolicyUpdate) for x in out))
+    # Add a remote endpoint with the labels of one that is in IP sets: deltas must go out.
+    template = world.workload("tmpl", "node-1")
+    assert template.value is not None
+    labels = dict(template.value["metadata"]["labels"])
+    busy_app = most_selected_app(graph, first)
+    added: list[Update] = []
+
+    def add(i: int) -> Update:
+        added.append(world.workload(f"add-{i}", f"node-{1 + i % 100}", {**labels, "app": busy_app}))
+        return added[-1]
+
+    run("endpoint added", add,
+        lambda out: any(isinstance(x, m.IPSetDeltaUpdate) for x in out))
+    # Change the app label of the endpoints just added (members of IP sets) away from and back to busy_app.
+    def relabel(i: int) -> Update:
+        upd = added[(i // 2) % len(added)]
+        assert upd.value is not None
+        app = "not-selected" if i % 2 == 0 else busy_app
+        meta = {**upd.value["metadata"], "labels": {**upd.value["metadata"]["labels"], "app": app}}
+        return world.update(upd.key, {**upd.value, "metadata": meta}, new=False)
+
+    run("label changed", relabel, lambda out: any(isinstance(x, m.IPSetDeltaUpdate) for x in out))
+    return results
+
+
+def most_selected_app(graph: CalcGraph, first: list[m.Message]) -> str:
+    """The app label value that the most active IP-set selectors name."""
+    counts: dict[str, int] = {}
+    for msg in first:
+        if not isinstance(msg, m.IPSetUpdate):
+            continue
+        defn = graph.ipset_definition(msg.id)
+        if defn is not None and not defn.named_port:
+            text = str(defn.selector)
+            for app in APPS:
+                if f'"{app}"' in text:
+                    counts[app] = counts.get(app, 0) + 1
+    return max(counts, key=lambda a: counts[a]) if counts else APPS[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policies", type=int, default=1000)
+    parser.add_argument("--remote", type=int, default=10_000)
+    parser.add_argument("--local", type=int, default=100)
+    parser.add_argument("--changes", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    world, updates, _, _ = snapshot(args)
+    shuffled = list(updates)
+    random.Random(args.seed).shuffle(shuffled)
+    updates = syncer_order(updates)
+    gc.collect()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    graph, out, seconds = cold_start(updates)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _, shuffled_out, shuffled_seconds = cold_start(shuffled)
+    assert shuffled_out == out, "the snapshot's order changed the result"
+    del shuffled_out
+    stats = graph.stats()
+    kinds: dict[str, int] = {}
+    for msg in out:
+        kinds[type(msg).__name__] = kinds.get(type(msg).__name__, 0) + 1
+    members = sum(len(x.members) for x in out if isinstance(x, m.IPSetUpdate))
+    assert isinstance(out[-1], m.InSync) and stats.local_endpoints == args.local
+
+    tracemalloc.start()
+    traced_graph, _, _ = cold_start(updates)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del traced_graph
+    gc.collect()
+
+    print(f"cold start: {args.policies} policies, {args.remote} remote + {args.local} local endpoints, "
+          f"{len(updates)} updates")
+    print(f"  time            {seconds:8.2f} s   ({len(updates) / seconds:,.0f} updates/s) in the syncer's order; "
+          f"{shuffled_seconds:.2f} s shuffled")
+    print(f"  messages        {len(out):8d}     {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}")
+    print(f"  active          {stats.active_policies} policies, {stats.active_profiles} profiles, "
+          f"{stats.active_ipsets} IP sets with {members} members")
+    print(f"  memory          {peak / 2**20:8.1f} MiB traced peak (graph); process max RSS "
+          f"{rss_after / 1024:.0f} MiB (+{(rss_after - rss_before) / 1024:.0f} MiB during cold start)")
+    print(f"single change ({args.changes} each), on_updates + flush:")
+    for name, (p50, p99, produced) in changes(graph, world, out, args).items():
+        print(f"  {name:15s} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({produced} messages)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

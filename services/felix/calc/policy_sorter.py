@@ -1,0 +1,157 @@
+"""Policy ordering: tiers by order then name, policies in a tier by order then name, per endpoint.
+
+How it works (Calico's ``PolicySorter`` / ``PolicyResolver``)::
+
+    policies matching an endpoint ──► grouped by tier
+        tiers sorted by (order, name)     a tier without a Tier resource sorts last
+        policies sorted by (order, name)  no order = +inf
+    ──► TierInfo(name, ingress policy names, egress policy names, default action)
+
+Staged policies never get here. For a workload only ordinary policies count;
+a host endpoint also gets its doNotTrack, preDNAT and applyOnForward lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from libcalico.resources import GlobalNetworkPolicy, NetworkPolicy, Tier
+from libcalico.resources.policy import DEFAULT_TIER, STATIC_TIER_ORDERS
+from libcalico.selector import Selector
+from services.felix.calc.scoping import policy_selector
+from services.felix.messages import PolicyID, TierInfo
+
+# Built-in tiers that Calico's API server creates; used when no Tier resource is seen.
+BUILTIN_DEFAULT_ACTIONS = {DEFAULT_TIER: "deny", "kube-admin": "pass", "kube-baseline": "pass"}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """What the graph keeps of one enforced policy."""
+
+    key: str
+    id: PolicyID
+    namespace: str | None
+    selector: Selector
+    order: float
+    ingress: bool
+    egress: bool
+    untracked: bool
+    pre_dnat: bool
+    apply_on_forward: bool
+    resource: NetworkPolicy | GlobalNetworkPolicy
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        """Order within a tier."""
+        return (self.order, self.id.name)
+
+
+def policy_record(key: str, policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyRecord:
+    """The record of a NetworkPolicy or GlobalNetworkPolicy, with its scoped selector."""
+    spec = policy.spec
+    types = spec.types or []
+    if isinstance(policy, NetworkPolicy):
+        namespace = policy.metadata.namespace or "default"
+        selector = policy_selector(spec.selector, namespace, None, spec.serviceAccountSelector)
+        name = f"{namespace}/{policy.metadata.name}"
+        untracked = pre_dnat = False
+        forward = True
+    else:
+        gspec = policy.spec
+        namespace = None
+        selector = policy_selector(gspec.selector, None, gspec.namespaceSelector, gspec.serviceAccountSelector)
+        name = policy.metadata.name
+        untracked, pre_dnat = bool(gspec.doNotTrack), bool(gspec.preDNAT)
+        forward = bool(gspec.applyOnForward)
+    return PolicyRecord(
+        key=key,
+        id=PolicyID(spec.tier, name),
+        namespace=namespace,
+        selector=selector,
+        order=math.inf if spec.order is None else float(spec.order),
+        ingress="Ingress" in types,
+        egress="Egress" in types,
+        untracked=untracked,
+        pre_dnat=pre_dnat,
+        apply_on_forward=forward,
+        resource=policy,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TierLists:
+    """An endpoint's tiers: ordinary ones, and the host-endpoint-only lists."""
+
+    normal: tuple[TierInfo, ...] = ()
+    untracked: tuple[TierInfo, ...] = ()
+    pre_dnat: tuple[TierInfo, ...] = ()
+    forward: tuple[TierInfo, ...] = ()
+
+
+class PolicySorter:
+    """Knows the tiers; sorts an endpoint's matching policies into TierInfo lists."""
+
+    def __init__(self) -> None:
+        self._tiers: dict[str, tuple[float | None, str]] = {}
+
+    def update_tier(self, name: str, tier: Tier | None) -> bool:
+        """A Tier changed (None: deleted); return whether its order or default action changed."""
+        old = self._tiers.get(name)
+        if tier is None:
+            self._tiers.pop(name, None)
+            return old is not None
+        action = (tier.spec.defaultAction or "Deny").lower()
+        new = (tier.spec.order, action)
+        self._tiers[name] = new
+        return new != old
+
+    def tier_key(self, name: str) -> tuple[int, float, str]:
+        """How a tier sorts: known tiers by order (none = last), then unknown ones, then by name."""
+        known = self._tiers.get(name)
+        if known is not None:
+            order = known[0]
+            return (0, math.inf if order is None else order, name)
+        builtin = STATIC_TIER_ORDERS.get(name)
+        if builtin is not None:
+            return (0, builtin, name)
+        return (1, math.inf, name)
+
+    def default_action(self, name: str) -> str:
+        """A tier's action for traffic that no policy in it decided: "deny" or "pass"."""
+        known = self._tiers.get(name)
+        if known is not None:
+            return known[1]
+        return BUILTIN_DEFAULT_ACTIONS.get(name, "deny")
+
+    def _tiers_of(self, policies: Iterable[PolicyRecord]) -> tuple[TierInfo, ...]:
+        by_tier: dict[str, list[PolicyRecord]] = {}
+        for record in policies:
+            by_tier.setdefault(record.id.tier, []).append(record)
+        out = []
+        for tier in sorted(by_tier, key=self.tier_key):
+            ordered = sorted(by_tier[tier], key=lambda r: r.sort_key)
+            out.append(TierInfo(
+                name=tier,
+                ingress_policies=tuple(r.id.name for r in ordered if r.ingress),
+                egress_policies=tuple(r.id.name for r in ordered if r.egress),
+                default_action=self.default_action(tier),
+            ))
+        return tuple(out)
+
+    def workload_tiers(self, policies: Iterable[PolicyRecord]) -> tuple[TierInfo, ...]:
+        """A workload's tiers: ordinary (tracked, post-DNAT) policies only."""
+        return self._tiers_of(r for r in policies if not r.untracked and not r.pre_dnat)
+
+    def host_tiers(self, policies: Iterable[PolicyRecord]) -> TierLists:
+        """A host endpoint's four tier lists."""
+        records = list(policies)
+        normal = [r for r in records if not r.untracked and not r.pre_dnat]
+        return TierLists(
+            normal=self._tiers_of(normal),
+            untracked=self._tiers_of(r for r in records if r.untracked),
+            pre_dnat=self._tiers_of(r for r in records if r.pre_dnat),
+            forward=self._tiers_of(r for r in normal if r.apply_on_forward),
+        )
