@@ -1,0 +1,392 @@
+"""The dataplane driver: messages in, one atomic nftables batch (plus routes) per loop turn.
+
+How it works::
+
+    send(msg) ──► queue ──► turn: drain every queued message ─► FilterState / RouteManager (desired)
+                                   │  (nothing touches the kernel before the first InSync)
+                                   ▼
+                 first turn after InSync: start-up sweep = read the table, replace it in ONE batch
+                 (chains kept, rules and elements swapped atomically), then sweep stale routes
+                 later turns: plan_incremental(dirty names) ─► one nft batch ─► commit ─► routes
+                 timers: refresh (read back, repair drift) · route resync · retry pending interfaces
+
+A failed batch leaves the kernel as it was (nft is transactional); the next
+turn reads the kernel and replaces the table, with backoff while it keeps failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from services.felix.dataplane import names
+from services.felix.dataplane.errors import DataplaneError, NftablesError, RenderError
+from services.felix.dataplane.filterstate import FilterState
+from services.felix.dataplane.kernelstate import parse_table
+from services.felix.dataplane.namespace import NamespaceThread
+from services.felix.dataplane.nft import NftBackend, open_backend
+from services.felix.dataplane.routes import RouteManager, watch_links
+from services.felix.dataplane.ruleset import (
+    NeedsReplace,
+    TableState,
+    commit,
+    plan_incremental,
+    plan_replace,
+    snapshot,
+)
+from services.felix.dataplane.settings import DataplaneSettings, settings_from_config
+from services.felix.dataplane.tunnels import IPIP_DEVICE, VXLAN_DEVICE
+from services.felix.messages import (
+    ConfigUpdate,
+    InSync,
+    Message,
+    RouteRemove,
+    RouteType,
+    RouteUpdate,
+    VXLANTunnelEndpointRemove,
+    VXLANTunnelEndpointUpdate,
+)
+
+log = structlog.get_logger("felix.dataplane")
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneOptions:
+    """Process-level options (not from FelixConfiguration)."""
+
+    hostname: str
+    netns: str | None = None  # run against this network namespace (name or path); None: our own
+    nft_backend: str = "libnftables"  # or "nft" (the program)
+    settings: DataplaneSettings = field(default_factory=DataplaneSettings)
+    pending_retry_interval: float = 0.5  # retry a missing workload interface (link events usually come first)
+    max_backoff: float = 30.0
+
+
+@dataclass(slots=True)
+class DataplaneStats:
+    """Counters for health and metrics."""
+
+    turns: int = 0
+    nft_batches: int = 0
+    nft_failures: int = 0
+    replaces: int = 0
+    refreshes: int = 0
+    repairs: int = 0
+    last_apply_seconds: float = 0.0
+    last_nft_seconds: float = 0.0
+    last_routes_seconds: float = 0.0
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    """Queue item that only makes the loop run a turn (timers); ``counted`` ones count for :meth:`settled`."""
+
+    counted: bool = False
+
+
+class Dataplane:
+    """Felix's Linux dataplane for one (possibly namespaced) host."""
+
+    def __init__(self, options: DataplaneOptions) -> None:
+        self.options = options
+        self.settings = options.settings
+        self.filter = FilterState(self.settings)
+        self.stats = DataplaneStats()
+        self.in_sync = False
+        self.ready = asyncio.Event()  # set after the first successful apply after InSync
+        self._queue: asyncio.Queue[Message | _Wake] = asyncio.Queue()
+        self._sent = 0
+        self._done = 0
+        self._progress = asyncio.Condition()
+        self._programmed = TableState()
+        self._needs_replace = True
+        self._refresh_due = False
+        self._route_resync_due = True
+        self._backoff = 0.0
+        self._timers: list[asyncio.TimerHandle] = []
+        self._thread: NamespaceThread | None = None
+        self._nft: NftBackend | None = None
+        self.routes: RouteManager | None = None
+
+    # Input ----------------------------------------------------------------------
+    def send(self, msg: Message) -> None:
+        """Queue one message from the calculation graph."""
+        self._sent += 1
+        self._queue.put_nowait(msg)
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait until every message sent so far has been processed (and applied, once in sync)."""
+        target = self._sent
+        async with asyncio.timeout(timeout), self._progress:
+            await self._progress.wait_for(lambda: self._done >= target)
+
+    def _wake_after(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers = [t for t in self._timers if t.when() > loop.time()]
+        self._timers.append(loop.call_later(delay, self._queue.put_nowait, _Wake()))
+
+    # Lifecycle ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Process messages until cancelled."""
+        async with contextlib.AsyncExitStack() as stack:
+            self._thread = NamespaceThread(self.options.netns)
+            stack.callback(self._thread.close)
+            self._nft = open_backend(self.options.nft_backend, self._thread)
+            stack.callback(self._nft.close)
+            self.routes = RouteManager(self._thread, self.options.hostname, self.settings)
+            await self.routes.open()
+            stack.callback(self.routes.close)
+            stack.callback(self._cancel_timers)
+            monitor = asyncio.create_task(self._watch_links(), name="felix-dp-links")
+            stack.push_async_callback(_cancel_and_wait, monitor)
+            log.info("dataplane started", hostname=self.options.hostname, netns=self.options.netns,
+                     nft=self._nft.name)
+            while True:
+                items = [await self._queue.get()]
+                while not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                await self._turn(items)
+
+    async def _watch_links(self) -> None:
+        try:
+            await watch_links(self.options.netns, self._on_link)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # task root: without events, pending interfaces are still retried on a timer
+            log.error("link monitor stopped", error=str(exc), exc_info=True)
+
+    def _on_link(self, name: str) -> None:
+        assert self.routes is not None
+        if name in (VXLAN_DEVICE, IPIP_DEVICE):
+            self.routes.mark_tunnels()
+        elif name.startswith(self.settings.interface_prefixes) and name in self.routes.workloads:
+            self.routes.mark_ifaces({name})
+        else:
+            return
+        self._queue.put_nowait(_Wake())
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+    async def _turn(self, items: list[Message | _Wake]) -> None:
+        messages = [m for m in items if not isinstance(m, _Wake)]
+        counted = len(messages) + sum(1 for m in items if isinstance(m, _Wake) and m.counted)
+        try:
+            for msg in messages:
+                try:
+                    self._on_message(msg)
+                except DataplaneError as exc:
+                    log.error("message rejected", message=type(msg).__name__, error=str(exc))
+            if self.in_sync:
+                await self._apply()
+                self._backoff = 0.0
+        except Exception as exc:  # task root: log, back off, retry on a timer
+            self.stats.last_error = str(exc)
+            self._needs_replace = True
+            self._route_resync_due = True
+            self._backoff = min(max(self._backoff * 2, 0.5), self.options.max_backoff)
+            log.error("dataplane apply failed", error=str(exc), retry_in=self._backoff, exc_info=True)
+            self._wake_after(self._backoff)
+        finally:
+            self.stats.turns += 1
+            async with self._progress:
+                self._done += counted
+                self._progress.notify_all()
+
+    # Messages ------------------------------------------------------------------
+    def _on_message(self, msg: Message) -> None:
+        assert self.routes is not None
+        if isinstance(msg, InSync):
+            if not self.in_sync:
+                log.info("in sync; programming the dataplane")
+            self.in_sync = True
+        elif isinstance(msg, ConfigUpdate):
+            try:
+                settings = settings_from_config(msg.config, self.options.settings)
+            except RenderError as exc:
+                log.error("bad configuration ignored", error=str(exc))
+                return
+            if settings != self.settings:
+                self.settings = settings
+                self.filter.set_settings(settings)
+                self.routes.settings = settings
+                self.routes.mark_tunnels()
+                self._sync_tunnels()
+        elif isinstance(msg, VXLANTunnelEndpointUpdate):
+            self.routes.vteps[msg.node] = msg
+            self.routes.mark_tunnels()
+            self._sync_tunnels()
+        elif isinstance(msg, VXLANTunnelEndpointRemove):
+            self.routes.vteps.pop(msg.node, None)
+            self.routes.mark_tunnels()
+            self._sync_tunnels()
+        elif isinstance(msg, RouteUpdate):
+            if msg.type is RouteType.REMOTE_WORKLOAD:
+                self.routes.remote_routes[_cidr(msg.dst)] = msg
+            else:
+                self.routes.remote_routes.pop(_cidr(msg.dst), None)
+            self.routes.mark_routes()
+        elif isinstance(msg, RouteRemove):
+            self.routes.remote_routes.pop(_cidr(msg.dst), None)
+            self.routes.mark_routes()
+        else:
+            self.filter.apply(msg)
+
+    def _sync_tunnels(self) -> None:
+        assert self.routes is not None
+        ipip_on = bool(self.settings.ipip_enabled)
+        self.filter.set_tunnels(self.routes.vxlan_on, self.routes.remote_vxlan_hosts(), ipip_on)
+
+    # Applying ------------------------------------------------------------------
+    async def _apply(self) -> None:
+        assert self._nft is not None and self.routes is not None
+        started = time.perf_counter()
+        first = not self.ready.is_set()
+        if self._needs_replace:
+            await self._replace()
+        elif self._refresh_due:
+            await self._refresh()
+        else:
+            await self._apply_incremental()
+        nft_done = time.perf_counter()
+        self.stats.last_nft_seconds = nft_done - started
+        if self.filter.changed_ifaces:
+            self.routes.workloads = self.filter.workload_ifaces
+            self.routes.mark_ifaces(self.filter.changed_ifaces)
+            self.filter.changed_ifaces = set()
+        if self._route_resync_due:
+            self._route_resync_due = False
+            await self.routes.resync()
+            self._schedule_route_resync()
+        else:
+            await self.routes.apply()
+        if self.routes.pending:
+            self._wake_after(self.options.pending_retry_interval)
+        self.stats.last_apply_seconds = time.perf_counter() - started
+        self.stats.last_routes_seconds = self.stats.last_apply_seconds - self.stats.last_nft_seconds
+        if first:
+            self.ready.set()
+            self._schedule_refresh()
+            log.info("dataplane programmed", seconds=round(self.stats.last_apply_seconds, 3),
+                     chains=len(self.filter.table.chains), sets=len(self.filter.table.sets))
+
+    async def _apply_incremental(self) -> None:
+        assert self._nft is not None
+        chains, sets, maps = self.filter.table.clear_dirty()
+        if not (chains or sets or maps):
+            return
+        try:
+            batch = plan_incremental(self.filter.table, self._programmed, chains, sets, maps)
+        except NeedsReplace as exc:
+            log.warning("table differs in kind; replacing it", reason=str(exc))
+            await self._replace()
+            return
+        if batch.empty:
+            return
+        try:
+            await self._send(batch.text())
+        except NftablesError:
+            self._needs_replace = True
+            raise
+        commit(self.filter.table, self._programmed, chains, sets, maps)
+
+    async def _replace(self) -> None:
+        """Read the kernel's table and replace its content with ours in one transaction."""
+        assert self._nft is not None
+        kernel = parse_table(await self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
+        self.filter.table.clear_dirty()
+        batch = plan_replace(self.filter.table, kernel)
+        await self._send(batch.text())
+        self._programmed = snapshot(self.filter.table)
+        self._needs_replace = False
+        self.stats.replaces += 1
+        log.info("table replaced", had_table=kernel is not None,
+                 stale_chains=len(set(kernel.chains) - set(self.filter.table.chains)) if kernel else 0)
+
+    async def _refresh(self) -> None:
+        """Read the table back and repair whatever differs from what we programmed."""
+        assert self._nft is not None
+        self._refresh_due = False
+        self.stats.refreshes += 1
+        kernel = parse_table(await self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
+        table = self.filter.table
+        table.clear_dirty()
+        if kernel is None:
+            log.warning("table missing; recreating it")
+            await self._replace()
+            self.stats.repairs += 1
+            return
+        chains = set(table.chains) | set(kernel.chains)
+        sets = set(table.sets) | set(kernel.sets)
+        maps = set(table.maps) | set(kernel.maps)
+        try:
+            batch = plan_incremental(table, kernel, chains, sets, maps)
+        except NeedsReplace as exc:
+            log.warning("table changed in kind; replacing it", reason=str(exc))
+            await self._replace()
+            self.stats.repairs += 1
+            return
+        if not batch.empty:
+            changed = [line.split()[3] for line in batch.text().splitlines()[1:] if len(line.split()) > 3]
+            log.warning("dataplane drift repaired", objects=sorted(set(changed))[:20])
+            await self._send(batch.text())
+            self.stats.repairs += 1
+        self._programmed = snapshot(table)
+
+    async def _send(self, text: str) -> None:
+        assert self._nft is not None
+        self.stats.nft_batches += 1
+        try:
+            await self._nft.apply(text)
+        except NftablesError:
+            self.stats.nft_failures += 1
+            raise
+
+    def _schedule_refresh(self) -> None:
+        if self.settings.refresh_interval <= 0:
+            return
+
+        def due() -> None:
+            self._refresh_due = True
+            self._queue.put_nowait(_Wake())
+            self._schedule_refresh()
+
+        self._timers.append(asyncio.get_running_loop().call_later(self.settings.refresh_interval, due))
+
+    def _schedule_route_resync(self) -> None:
+        if self.settings.route_refresh_interval <= 0:
+            return
+
+        def due() -> None:
+            self._route_resync_due = True
+            self._queue.put_nowait(_Wake())
+
+        self._timers.append(asyncio.get_running_loop().call_later(self.settings.route_refresh_interval, due))
+
+    async def refresh_now(self, timeout: float = 10.0) -> None:
+        """Read back and repair (nftables and routes) on the next turn, and wait for it."""
+        self._refresh_due = True
+        self._route_resync_due = True
+        self._sent += 1
+        self._queue.put_nowait(_Wake(counted=True))
+        await self.settled(timeout)
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise DataplaneError(f"route destination {text!r} is not a CIDR") from None

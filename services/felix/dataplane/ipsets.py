@@ -1,0 +1,209 @@
+"""IP set members → nftables set elements (one set per IP set id and IP version).
+
+How it works: members arrive as strings (``10.65.0.2/32``, ``10.0.0.0/8``,
+``fd00::1/128``, or ``10.65.0.2,tcp:8080`` for named ports). Each is parsed
+once and kept. The elements to program are the members of one IP version,
+written the way ``nft`` lists them (a host address without ``/32``), minus any
+net already covered by a larger member: interval sets reject overlapping
+elements, and a covered member adds nothing to the match.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from services.felix.dataplane import names
+from services.felix.dataplane.errors import RenderError
+from services.felix.messages import IPSetType
+
+_PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136}
+
+
+@dataclass(frozen=True, slots=True)
+class SetDef:
+    """An nftables set's declaration."""
+
+    name: str
+    type: str
+    interval: bool
+
+    def declaration(self) -> str:
+        """The ``{ type …; flags …; }`` block for ``add set``."""
+        flags = " flags interval;" if self.interval else ""
+        return f"{{ type {self.type};{flags} }}"
+
+
+@dataclass(frozen=True, slots=True)
+class MapDef:
+    """A verdict map keyed by interface name."""
+
+    name: str
+    type: str = "ifname : verdict"
+
+    def declaration(self) -> str:
+        """The ``{ type … }`` block for ``add map``."""
+        return f"{{ type {self.type}; }}"
+
+
+def setdef_for(name: str) -> SetDef:
+    """The declaration implied by a set's name prefix (see :mod:`names`)."""
+    if name.startswith(("cali40s-", "cali40-")):
+        return SetDef(name, "ipv4_addr", True)
+    if name.startswith(("cali60s-", "cali60-")):
+        return SetDef(name, "ipv6_addr", True)
+    if name.startswith("cali40n-"):
+        return SetDef(name, "ipv4_addr . inet_proto . inet_service", False)
+    if name.startswith("cali60n-"):
+        return SetDef(name, "ipv6_addr . inet_proto . inet_service", False)
+    raise RenderError(name, "not a Calico set name")
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    version: int
+    start: int
+    end: int
+    text: str
+
+
+def _fast_host_v4(member: str) -> _Member | None:
+    """``a.b.c.d`` or ``a.b.c.d/32`` without ipaddress (most members are pod IPs)."""
+    addr, _, length = member.partition("/")
+    if length not in ("", "32"):
+        return None
+    try:
+        packed = socket.inet_pton(socket.AF_INET, addr)
+    except OSError:
+        return None
+    value = int.from_bytes(packed, "big")
+    return _Member(4, value, value, socket.inet_ntop(socket.AF_INET, packed))
+
+
+def parse_member(member: str, set_type: IPSetType, where: str = "") -> _Member:
+    """Parse one member string of a set of ``set_type``; raise RenderError when malformed."""
+    if set_type is IPSetType.NET:
+        fast = _fast_host_v4(member.strip())
+        if fast is not None:
+            return fast
+    try:
+        if set_type is IPSetType.NET:
+            net = ipaddress.ip_network(member.strip(), strict=False)
+            host = net.prefixlen == net.max_prefixlen
+            text = str(net.network_address) if host else str(net)
+            return _Member(net.version, int(net.network_address), int(net.broadcast_address), text)
+        addr_text, _, proto_port = member.strip().partition(",")
+        proto_text, _, port_text = proto_port.rpartition(":")
+        addr = ipaddress.ip_address(addr_text.split("/")[0])
+        proto = _PROTOCOLS.get(proto_text.lower() or "tcp")
+        port = int(port_text)
+        if proto is None or not 0 <= port <= 65535:
+            raise ValueError(member)
+        return _Member(addr.version, 0, -1, f"{addr} . {proto} . {port}")
+    except ValueError:
+        expected = "a CIDR or address" if set_type is IPSetType.NET else "addr,proto:port (e.g. 10.0.0.1,tcp:80)"
+        raise RenderError(where or "IP set", f"member {member!r} is not {expected}") from None
+
+
+class IPSetMembers:
+    """The members of one IP set id and the nft elements they make, per IP version."""
+
+    def __init__(self, set_type: IPSetType, set_id: str) -> None:
+        self.type = set_type
+        self.set_id = set_id
+        self._members: dict[str, _Member] = {}
+        self._nets = {4: 0, 6: 0}  # members wider than one address, per version
+        self._cache: dict[int, frozenset[str]] = {}
+        named = set_type is IPSetType.IP_AND_PORT
+        self._names = (names.ipset_name(set_id, 4, named), names.ipset_name(set_id, 6, named))
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def set_names(self) -> tuple[str, str]:
+        """The nft set names (IPv4, IPv6) that hold this id."""
+        return self._names
+
+    def replace(self, members: frozenset[str]) -> None:
+        """Set the whole membership."""
+        self._members.clear()
+        self._nets = {4: 0, 6: 0}
+        self.update(members, frozenset())
+
+    def update(self, added: frozenset[str], removed: frozenset[str]) -> None:
+        """Apply a delta (removals first)."""
+        where = f"IP set {self.set_id}"
+        for member in removed:
+            old = self._members.pop(member, None)
+            if old is not None and old.end != old.start and self.type is IPSetType.NET:
+                self._nets[old.version] -= 1
+        for member in added:
+            parsed = parse_member(member, self.type, where)
+            previous = self._members.get(member)
+            if previous is not None and previous.end != previous.start and self.type is IPSetType.NET:
+                self._nets[previous.version] -= 1
+            self._members[member] = parsed
+            if parsed.end != parsed.start and self.type is IPSetType.NET:
+                self._nets[parsed.version] += 1
+        self._cache.clear()
+
+    def elements(self, version: int) -> frozenset[str]:
+        """The elements of the IPv``version`` set, without overlaps."""
+        cached = self._cache.get(version)
+        if cached is not None:
+            return cached
+        mine = [m for m in self._members.values() if m.version == version]
+        if self.type is IPSetType.NET and self._nets[version]:
+            result = frozenset(deoverlap(mine))
+        else:
+            result = frozenset(m.text for m in mine)
+        self._cache[version] = result
+        return result
+
+
+def deoverlap(members: list[_Member]) -> list[str]:
+    """Drop members covered by another member (CIDR blocks are either nested or disjoint)."""
+    out: list[str] = []
+    covered_until = -1
+    for member in sorted(members, key=lambda m: (m.start, -m.end)):
+        if member.start <= covered_until:
+            continue
+        out.append(member.text)
+        covered_until = member.end
+    return out
+
+
+def net_elements(cidrs: list[str], version: int) -> frozenset[str]:
+    """De-overlapped elements for a list of CIDRs of one version (pool sets, VXLAN hosts)."""
+    parsed = [parse_member(c, IPSetType.NET) for c in cidrs]
+    return frozenset(deoverlap([m for m in parsed if m.version == version]))
+
+
+def normalize_element(elem: Any) -> str:
+    """One element of ``nft -j`` output, written the way this module writes elements."""
+    if isinstance(elem, str | int):
+        return str(elem)
+    if isinstance(elem, dict):
+        if "elem" in elem:
+            return normalize_element(elem["elem"].get("val"))
+        if "prefix" in elem:
+            return f"{elem['prefix']['addr']}/{elem['prefix']['len']}"
+        if "range" in elem:
+            low, high = elem["range"]
+            return f"{normalize_element(low)}-{normalize_element(high)}"
+        if "concat" in elem:
+            return " . ".join(normalize_element(part) for part in elem["concat"])
+    return repr(elem)
+
+
+def normalize_verdict(verdict: Any) -> str:
+    """A verdict of ``nft -j`` map output as text (``jump cali-tw-x``)."""
+    if isinstance(verdict, dict):
+        for kind in ("jump", "goto"):
+            if kind in verdict:
+                return f"{kind} {verdict[kind]['target']}"
+        if len(verdict) == 1:
+            return next(iter(verdict))
+    return repr(verdict)

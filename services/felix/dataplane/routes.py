@@ -1,0 +1,387 @@
+"""Routes, interface sysctls and tunnel devices, through pyroute2's ``AsyncIPRoute``.
+
+How it works: the driver tells the manager what it wants (workload
+interfaces and their nets, remote blocks, VTEPs); :meth:`RouteManager.apply`
+reads the links once, then programs only the difference from what it last
+programmed: ``/32`` (``/128``) scope-link routes to each workload via its
+``cali*`` veth, Felix's per-interface sysctls the first time it sees an
+interface (or a new ifindex for it), the ``vxlan.calico`` device with its
+neighbour/FDB entries and on-link routes, and IPIP routes when ``tunl0``
+exists. A workload whose interface is not there yet stays pending and is
+retried. :meth:`resync` compares with a dump of the kernel instead (start-up
+sweep of stale routes on our interfaces, periodic repair).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import os
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+from services.felix.dataplane.errors import CapabilityMissing
+from services.felix.dataplane.namespace import NamespaceThread, write_sysctl
+from services.felix.dataplane.netlinkplan import (
+    RouteTarget,
+    fdb_request,
+    neigh_request,
+    normalize_cidr,
+    route_request,
+    send,
+)
+from services.felix.dataplane.settings import DataplaneSettings
+from services.felix.dataplane.tunnels import (
+    IPIP_DEVICE,
+    IPIP_OVERHEAD,
+    VXLAN_DEVICE,
+    VXLANDevice,
+    ipip_device_plan,
+    ipip_supported,
+    vtep_mac_for_node,
+    vxlan_mtu,
+)
+from services.felix.messages import RouteUpdate, VXLANTunnelEndpointUpdate, WorkloadEndpoint
+
+log = structlog.get_logger("felix.dataplane.routes")
+_PIPELINE = 64
+
+
+def configure_workload_iface(name: str, ipv6: bool, rp_filter: str) -> None:
+    """Felix's sysctls for a workload interface (run in the namespace thread)."""
+    v6_dir = f"/proc/sys/net/ipv6/conf/{name}"
+    if os.path.isdir(v6_dir):
+        write_sysctl(f"{v6_dir}/accept_ra", "0")  # CVE-2020-13597: pods must not steer host IPv6 routing
+    v4 = f"/proc/sys/net/ipv4/conf/{name}"
+    write_sysctl(f"{v4}/route_localnet", "1")
+    write_sysctl(f"/proc/sys/net/ipv4/neigh/{name}/proxy_delay", "0")
+    write_sysctl(f"{v4}/proxy_arp", "1")
+    write_sysctl(f"{v4}/forwarding", "1")
+    write_sysctl(f"{v4}/rp_filter", rp_filter)
+    if ipv6 and os.path.isdir(v6_dir):
+        write_sysctl(f"{v6_dir}/proxy_ndp", "1")
+        write_sysctl(f"{v6_dir}/forwarding", "1")
+
+
+def configure_host_forwarding(ipv6: bool) -> None:
+    """``ip_forward`` (and IPv6 forwarding) for the namespace."""
+    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+    if ipv6 and os.path.exists("/proc/sys/net/ipv6/conf/all/forwarding"):
+        write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+
+
+class RouteManager:
+    """Desired versus programmed routes, interface settings and tunnel state."""
+
+    def __init__(self, thread: NamespaceThread, hostname: str, settings: DataplaneSettings) -> None:
+        self.thread = thread
+        self.hostname = hostname
+        self.settings = settings
+        self.workloads: dict[str, WorkloadEndpoint] = {}
+        self.remote_routes: dict[str, RouteUpdate] = {}
+        self.vteps: dict[str, VXLANTunnelEndpointUpdate] = {}
+        self.pending: set[str] = set()
+        self._ipr: Any = None
+        self._routes: dict[str, tuple[int, str | None]] = {}  # dst -> (oif, gateway) as programmed
+        self._configured: dict[str, int] = {}  # iface -> ifindex its sysctls were written for
+        self._neigh: dict[str, str] = {}  # VTEP address -> MAC
+        self._fdb: dict[str, str] = {}  # MAC -> underlay address
+        self._forwarding_done = False
+        self._ipip_warned = False
+        self._index: dict[str, int] = {}  # interface name -> ifindex, from dumps and lookups
+        self._dirty_ifaces: set[str] = set()
+        self._routes_dirty = True
+        self._tunnels_dirty = True
+        self._fresh_links: dict[str, dict[str, Any]] | None = None
+
+    async def open(self) -> None:
+        """Open the netlink socket in the managed namespace."""
+        netns = self.thread.netns
+        self._ipr = AsyncIPRoute(netns=netns, flags=0) if netns else AsyncIPRoute()
+
+    def close(self) -> None:
+        """Close the netlink socket."""
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    # Desired state ----------------------------------------------------------
+    @property
+    def local_vtep(self) -> VXLANTunnelEndpointUpdate | None:
+        """This node's VTEP, when the graph sent one."""
+        return self.vteps.get(self.hostname)
+
+    @property
+    def vxlan_on(self) -> bool:
+        """VXLAN is programmed when enabled (or, unset, when this node has a VTEP)."""
+        enabled = self.settings.vxlan_enabled
+        return bool(self.local_vtep) if enabled is None else enabled and self.local_vtep is not None
+
+    def remote_vxlan_hosts(self) -> frozenset[str]:
+        """Underlay addresses of remote VTEPs (allowed to send us VXLAN)."""
+        return frozenset(v.parent_device_ip for n, v in self.vteps.items() if n != self.hostname)
+
+    def _desired_routes(self) -> dict[str, RouteTarget]:
+        want: dict[str, RouteTarget] = {}
+        for iface, endpoint in self.workloads.items():
+            for net in (*endpoint.ipv4_nets, *endpoint.ipv6_nets):
+                want[normalize_cidr(net)] = RouteTarget(iface)
+        for dst, route in self.remote_routes.items():
+            if route.ip_pool_type == "vxlan" and self.vxlan_on:
+                vtep = self.vteps.get(route.dst_node_name)
+                if vtep is not None:
+                    want[dst] = RouteTarget(VXLAN_DEVICE, vtep.ipv4_addr)
+            elif route.ip_pool_type == "ipip" and route.dst_node_ip:
+                if ipip_supported(set(self._index)):
+                    want[dst] = RouteTarget(IPIP_DEVICE, route.dst_node_ip)
+                elif not self._ipip_warned:
+                    self._ipip_warned = True
+                    log.error("ipip unavailable", reason=str(CapabilityMissing(
+                        "the kernel has no ipip module (no tunl0 device); IPIP routes are not programmed")))
+        return want
+
+    # Applying -----------------------------------------------------------------
+    def mark_ifaces(self, ifaces: set[str]) -> None:
+        """These interfaces changed (endpoint messages or link events): look at them next apply."""
+        self._dirty_ifaces |= ifaces
+
+    def mark_routes(self) -> None:
+        """Remote routes changed: recompute the route diff next apply."""
+        self._routes_dirty = True
+
+    def mark_tunnels(self) -> None:
+        """VTEPs or settings changed: re-read the links and re-check the tunnel devices next apply."""
+        self._tunnels_dirty = True
+
+    async def _links(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        async for link in await self._ipr.link("dump"):
+            out[link.get("ifname")] = link
+        self._index = {name: link["index"] for name, link in out.items()}
+        return out
+
+    async def _refresh_index(self, iface: str) -> None:
+        try:
+            links = await self._ipr.link("get", ifname=iface)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise
+            self._index.pop(iface, None)
+            return
+        for link in links:
+            self._index[iface] = link["index"]
+
+    async def apply(self) -> None:
+        """Program the difference between desired and programmed state (only what was marked)."""
+        if not (self._tunnels_dirty or self._routes_dirty or self._dirty_ifaces or self.pending):
+            return
+        if not self._forwarding_done:
+            await self.thread.run(configure_host_forwarding, self.settings.ipv6_support)
+            self._forwarding_done = True
+        if self._tunnels_dirty:
+            self._tunnels_dirty = False
+            links = self._fresh_links if self._fresh_links is not None else await self._links()
+            self._fresh_links = None
+            if self.vxlan_on:
+                await self._ensure_vxlan(links)
+            if links.get(IPIP_DEVICE) is not None and self.settings.ipip_enabled and self.settings.ipip_tunnel_addr:
+                await self._ensure_ipip(links)
+            check = set(self.workloads)
+        else:
+            check = (self._dirty_ifaces | self.pending) & set(self.workloads)
+            for iface in check:
+                await self._refresh_index(iface)
+        self._dirty_ifaces = set()
+        self._routes_dirty = False
+        await self._configure_ifaces(check)
+        await self._program_routes(self._routes)
+
+    async def resync(self) -> None:
+        """Compare with the kernel's routes, neighbours and FDB; remove stale entries, restore missing ones."""
+        links = await self._links()
+        ours = {link["index"] for name, link in links.items()
+                if name in (VXLAN_DEVICE, IPIP_DEVICE) or name.startswith(self.settings.interface_prefixes)}
+        actual: dict[str, tuple[int, str | None]] = {}
+        for family in (2, 10):
+            async for route in await self._ipr.route("dump", family=family):
+                if route.get("table") != 254 or route.get("RTA_OIF") not in ours or route.get("type") != 1:
+                    continue
+                if route.get("proto") == 2:  # proto kernel: connected routes belong to the kernel
+                    continue
+                dst = route.get("RTA_DST")
+                if dst is None:
+                    continue
+                actual[normalize_cidr(f"{dst}/{route['dst_len']}")] = (route.get("RTA_OIF"), route.get("RTA_GATEWAY"))
+        self._routes = actual
+        self._configured = {name: idx for name, idx in self._configured.items() if self._index.get(name) == idx}
+        self._neigh, self._fdb = {}, {}
+        vx = links.get(VXLAN_DEVICE)
+        if vx is not None:
+            async for entry in await self._ipr.neigh("dump", ifindex=vx["index"], family=2):
+                if entry.get("ifindex") == vx["index"] and entry.get("state", 0) & 0x80:
+                    self._neigh[entry.get("NDA_DST")] = (entry.get("NDA_LLADDR") or "").lower()
+            async for entry in await self._ipr.fdb("dump", ifindex=vx["index"]):
+                if entry.get("ifindex") == vx["index"] and entry.get("NDA_DST"):
+                    self._fdb[(entry.get("NDA_LLADDR") or "").lower()] = entry.get("NDA_DST")
+        self._tunnels_dirty = True
+        self._fresh_links = links
+        await self.apply()
+
+    async def _configure_ifaces(self, check: set[str]) -> None:
+        self.pending = set()
+        for iface in check:
+            endpoint = self.workloads[iface]
+            index = self._index.get(iface)
+            if index is None:
+                self.pending.add(iface)
+                continue
+            if self._configured.get(iface) == index:
+                continue
+            rp_filter = "0" if endpoint.allow_spoofed_source_prefixes else "1"
+            try:
+                await self.thread.run(configure_workload_iface, iface, self.settings.ipv6_support, rp_filter)
+            except OSError as exc:  # the interface vanished between the lookup and the write
+                log.warning("sysctl failed", iface=iface, error=str(exc))
+                self.pending.add(iface)
+                continue
+            self._configured[iface] = index
+        for iface in [i for i in self._configured if i not in self.workloads]:
+            del self._configured[iface]
+
+    async def _program_routes(self, programmed: dict[str, tuple[int, str | None]]) -> None:
+        want = self._desired_routes()
+        proto = self.settings.device_route_protocol
+        todo: list[tuple[str, RouteTarget, tuple[int, str | None]]] = []
+        for dst, target in want.items():
+            index = self._index.get(target.iface)
+            if index is None:
+                continue  # pending: the interface does not exist yet
+            state = (index, target.gateway)
+            if programmed.get(dst) != state:
+                todo.append((dst, target, state))
+        for start in range(0, len(todo), _PIPELINE):  # requests in flight together, answers matched by sequence
+            chunk = todo[start:start + _PIPELINE]
+            results = await asyncio.gather(
+                *(send(self._ipr, route_request("replace", dst, target, state[0], proto)) for dst, target, state in chunk),
+                return_exceptions=True)
+            for (dst, target, state), result in zip(chunk, results, strict=True):
+                if isinstance(result, NetlinkError):
+                    log.warning("route failed", dst=dst, iface=target.iface, error=str(result))
+                    if target.iface in self.workloads:
+                        self.pending.add(target.iface)
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    programmed[dst] = state
+        for dst in [d for d in programmed if d not in want]:
+            oif, gateway = programmed.pop(dst)
+            target = RouteTarget("", gateway)
+            try:
+                await send(self._ipr, route_request("del", dst, target, oif, proto))
+            except NetlinkError as exc:
+                if exc.code not in (errno.ESRCH, errno.ENODEV, errno.ENOENT):
+                    log.warning("route delete failed", dst=dst, error=str(exc))
+
+    # VXLAN ----------------------------------------------------------------------
+    async def _ensure_vxlan(self, links: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        vtep = self.local_vtep
+        assert vtep is not None
+        parent = await self._parent_link(vtep.parent_device_ip, links)
+        if parent is None:
+            log.warning("vxlan parent missing", address=vtep.parent_device_ip)
+            return links
+        device = VXLANDevice(self.settings.vxlan_vni, self.settings.vxlan_port, vtep.parent_device_ip,
+                             parent["index"], vtep.mac or vtep_mac_for_node(self.hostname),
+                             vxlan_mtu(self.settings.vxlan_mtu, parent.get("IFLA_MTU") or 1500))
+        existing = links.get(VXLAN_DEVICE)
+        if existing is not None and (reason := device.mismatch(existing)):
+            log.info("vxlan device replaced", reason=reason)
+            await self._ipr.link("del", index=existing["index"])
+            existing = None
+            self._neigh, self._fdb = {}, {}
+            self._routes = {d: s for d, s in self._routes.items() if s[0] != links[VXLAN_DEVICE]["index"]}
+        if existing is None:
+            await send(self._ipr, device.create_request())
+            links = await self._links()
+            existing = links[VXLAN_DEVICE]
+            self._routes_dirty = True
+        index = existing["index"]
+        if existing.get("IFLA_MTU") != device.mtu:
+            await self._ipr.link("set", index=index, mtu=device.mtu)
+        if not existing["flags"] & 1:
+            await self._ipr.link("set", index=index, state="up")
+        await self._ensure_addr(index, vtep.ipv4_addr)
+        want_neigh = {v.ipv4_addr: (v.mac or vtep_mac_for_node(n)).lower()
+                      for n, v in self.vteps.items() if n != self.hostname}
+        want_fdb = {(v.mac or vtep_mac_for_node(n)).lower(): v.parent_device_ip
+                    for n, v in self.vteps.items() if n != self.hostname}
+        for ip, mac in want_neigh.items():
+            if self._neigh.get(ip) != mac:
+                await send(self._ipr, neigh_request("replace", index, ip, mac))
+                self._neigh[ip] = mac
+        for mac, dst in want_fdb.items():
+            if self._fdb.get(mac) != dst:
+                if mac in self._fdb:
+                    await self._quiet(send(self._ipr, fdb_request("del", index, mac, self._fdb[mac])))
+                await send(self._ipr, fdb_request("replace", index, mac, dst))
+                self._fdb[mac] = dst
+        for ip in [i for i in self._neigh if i not in want_neigh]:
+            await self._quiet(send(self._ipr, neigh_request("del", index, ip, self._neigh.pop(ip))))
+        for mac in [m for m in self._fdb if m not in want_fdb]:
+            await self._quiet(send(self._ipr, fdb_request("del", index, mac, self._fdb.pop(mac))))
+        return links
+
+    async def _parent_link(self, address: str, links: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        async for addr in await self._ipr.addr("dump"):
+            if addr.get("IFA_ADDRESS") == address or addr.get("IFA_LOCAL") == address:
+                for link in links.values():
+                    if link["index"] == addr["index"]:
+                        return link
+        return None
+
+    async def _ensure_addr(self, index: int, address: str) -> None:
+        have = [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" async for a in await self._ipr.addr("dump", index=index)
+                if a.get("family") == 2]
+        want = f"{ipaddress.ip_address(address)}/32"
+        for entry in have:
+            if entry != want:
+                ip, _, length = entry.partition("/")
+                await self._quiet(self._ipr.addr("del", index=index, address=ip, prefixlen=int(length)))
+        if want not in have:
+            await self._ipr.addr("replace", index=index, address=str(address), prefixlen=32)
+
+    async def _ensure_ipip(self, links: dict[str, dict[str, Any]]) -> None:
+        tunl = links[IPIP_DEVICE]
+        have = [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+                async for a in await self._ipr.addr("dump", index=tunl["index"]) if a.get("family") == 2]
+        mtu = self.settings.ipip_mtu or max((tunl.get("IFLA_MTU") or 1500) - IPIP_OVERHEAD, 68)
+        for request in ipip_device_plan(tunl["index"], mtu, self.settings.ipip_tunnel_addr, have):
+            await send(self._ipr, request)
+
+    @staticmethod
+    async def _quiet(awaitable: Any) -> None:
+        try:
+            await awaitable
+        except NetlinkError as exc:
+            if exc.code not in (errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL, errno.ENODEV):
+                raise
+
+
+async def watch_links(netns: str | None, on_change: Callable[[str], None]) -> None:
+    """Call ``on_change(ifname)`` for every link event in the namespace (a task; runs until cancelled)."""
+    ipr = AsyncIPRoute(netns=netns, flags=0) if netns else AsyncIPRoute()
+    try:
+        await ipr.bind(groups=RTMGRP_LINK)
+        while True:
+            async for msg in ipr.get():
+                name = msg.get("ifname")
+                if name:
+                    on_change(name)
+    finally:
+        ipr.close()

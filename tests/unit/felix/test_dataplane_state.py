@@ -1,0 +1,133 @@
+"""FilterState: messages → desired table, incrementally, with fail-closed stubs (no kernel)."""
+
+from __future__ import annotations
+
+from services.felix.dataplane import names
+from services.felix.dataplane.filterstate import FilterState
+from services.felix.dataplane.settings import DataplaneSettings
+from services.felix.messages import (
+    ActivePolicyRemove,
+    ActivePolicyUpdate,
+    ActiveProfileUpdate,
+    HostEndpoint,
+    HostEndpointRemove,
+    HostEndpointUpdate,
+    IPAMPoolUpdate,
+    IPSetDeltaUpdate,
+    IPSetRemove,
+    IPSetType,
+    IPSetUpdate,
+    PolicyID,
+    PortRange,
+    Rule,
+    TierInfo,
+    WorkloadEndpoint,
+    WorkloadEndpointID,
+    WorkloadEndpointRemove,
+    WorkloadEndpointUpdate,
+)
+
+WID = WorkloadEndpointID("k8s", "ns/pod", "eth0")
+PI = names.policy_chain("default", "ns/np", True)
+
+
+def wep(iface: str = "cali1", policies: tuple[str, ...] = ("ns/np",), wid: WorkloadEndpointID = WID
+        ) -> WorkloadEndpointUpdate:
+    return WorkloadEndpointUpdate(wid, WorkloadEndpoint(iface, None, ("10.65.0.2/32",), (), ("kns.ns",),
+                                                        (TierInfo("default", policies, ()),)))
+
+
+def test_missing_policy_and_profile_get_dropping_stubs_until_they_arrive() -> None:
+    state = FilterState(DataplaneSettings())
+    state.apply(wep())
+    assert state.table.chains[PI].rules == ("drop",)
+    assert state.table.chains[names.profile_chain("kns.ns", True)].rules == ("drop",)
+    state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (Rule("allow"),), ()))
+    assert state.table.chains[PI].rules == ("meta mark set meta mark | 0x00010000 return",)
+    state.apply(ActivePolicyRemove(PolicyID("default", "ns/np")))
+    assert state.table.chains[PI].rules == ("drop",)  # still referenced by the endpoint
+    state.apply(WorkloadEndpointRemove(WID))
+    assert PI not in state.table.chains and names.workload_chain("cali1", True) not in state.table.chains
+    assert "cali1" not in state.table.maps[names.MAP_TO_WL][1]
+
+
+def test_referenced_ip_sets_exist_empty_until_sent_and_go_when_unreferenced() -> None:
+    state = FilterState(DataplaneSettings())
+    rule = Rule("allow", protocol=6, src_ip_set_ids=("sel",), dst_named_port_ip_set_ids=("np",))
+    state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (rule,), ()))
+    s4, np4 = names.ipset_name("sel", 4, False), names.ipset_name("np", 4, True)
+    assert state.table.sets[s4][1] == frozenset() and state.table.sets[np4][1] == frozenset()
+    state.apply(IPSetUpdate("sel", IPSetType.NET, frozenset({"10.65.0.2/32"})))
+    assert state.table.sets[s4][1] == frozenset({"10.65.0.2"})
+    state.table.clear_dirty()
+    state.apply(IPSetDeltaUpdate("sel", frozenset({"10.65.0.3"}), frozenset()))
+    assert state.table.dirty_sets == {s4}  # the (empty) IPv6 set did not change
+    assert state.table.dirty_chains == set()  # membership changes never touch rules
+    state.apply(IPSetRemove("sel"))
+    assert state.table.sets[s4][1] == frozenset()  # still referenced
+    state.apply(ActivePolicyRemove(PolicyID("default", "ns/np")))
+    assert s4 not in state.table.sets and np4 not in state.table.sets
+
+
+def test_unrenderable_policy_fails_closed() -> None:
+    state = FilterState(DataplaneSettings())
+    bad = Rule("allow", protocol=6, dst_ports=(PortRange(9, 1),), rule_id="ns/np/ingress/0")
+    state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (Rule("allow"), bad), ()))
+    assert state.table.chains[PI].rules == ("drop",)
+    assert "ns/np/ingress/0" in state.render_errors[PI]
+
+
+def test_interface_rename_and_shared_interfaces() -> None:
+    state = FilterState(DataplaneSettings())
+    state.apply(wep("cali1"))
+    other = WorkloadEndpointID("k8s", "ns/zzz", "eth0")
+    state.apply(wep("cali1", policies=(), wid=other))  # two endpoints claim cali1: the smaller id wins
+    assert state.workload_ifaces["cali1"].tiers[0].ingress_policies == ("ns/np",)
+    state.apply(wep("cali2"))  # the first endpoint moves to cali2: cali1 goes to the other one
+    assert state.workload_ifaces["cali1"].tiers[0].ingress_policies == ()
+    assert state.table.maps[names.MAP_FROM_WL][1] == {"cali1": "jump cali-fw-cali1", "cali2": "jump cali-fw-cali2"}
+    state.apply(wep("bad name with spaces", wid=other))
+    assert "cali1" not in state.table.maps[names.MAP_FROM_WL][1]
+    assert "bad name with spaces" not in state.table.maps[names.MAP_FROM_WL][1]
+
+
+def test_host_endpoints_and_the_all_interfaces_endpoint() -> None:
+    state = FilterState(DataplaneSettings())
+    forward_before = state.table.chains[names.CHAIN_INPUT]
+    state.apply(HostEndpointUpdate("all", HostEndpoint("*", (), (), ("p",), ())))
+    state.apply(HostEndpointUpdate("e0", HostEndpoint("eth0", (), (), (), ())))
+    fh_all = names.host_chain(names.ALL_INTERFACES, False)
+    assert f"jump {fh_all}" in state.table.chains[names.CHAIN_INPUT].rules
+    assert state.table.chains[fh_all].rules[3] == f"jump {names.CHAIN_FAILSAFE_IN}"
+    assert state.table.maps[names.MAP_FROM_HEP][1] == {"eth0": "jump cali-fh-eth0"}
+    state.apply(HostEndpointRemove("all"))
+    state.apply(HostEndpointRemove("e0"))
+    assert state.table.chains[names.CHAIN_INPUT] == forward_before
+    assert fh_all not in state.table.chains and state.table.maps[names.MAP_FROM_HEP][1] == {}
+
+
+def test_pools_feed_the_nat_sets_and_settings_rerender() -> None:
+    state = FilterState(DataplaneSettings())
+    state.apply(IPAMPoolUpdate("a", "10.65.0.0/16", True))
+    state.apply(IPAMPoolUpdate("b", "10.66.0.0/16", False))
+    state.apply(IPAMPoolUpdate("c", "fd00:65::/64", True))
+    assert state.table.sets[names.pool_set(4, True)][1] == frozenset({"10.65.0.0/16"})
+    assert state.table.sets[names.pool_set(4, False)][1] == frozenset({"10.65.0.0/16", "10.66.0.0/16"})
+    assert state.table.sets[names.pool_set(6, True)][1] == frozenset({"fd00:65::/64"})
+    state.apply(wep())
+    state.apply(ActiveProfileUpdate("kns.ns", (Rule("deny"),), ()))
+    state.table.clear_dirty()
+    state.set_settings(DataplaneSettings(deny_action="Reject", default_endpoint_to_host_action="Accept"))
+    assert state.table.chains[names.profile_chain("kns.ns", True)].rules == ("reject",)
+    assert state.table.chains[names.workload_chain("cali1", True)].rules[-1] == "reject"
+    assert state.table.chains[names.CHAIN_WL_TO_HOST].rules[-1] == "accept"
+
+
+def test_vxlan_hosts_and_workload_tunnel_drop() -> None:
+    state = FilterState(DataplaneSettings())
+    state.apply(wep())
+    state.set_tunnels(True, frozenset({"10.0.0.2", "10.0.0.3"}), False)
+    assert state.table.sets[names.SET_VXLAN_HOSTS][1] == frozenset({"10.0.0.2", "10.0.0.3"})
+    assert "udp dport 4789 drop" in state.table.chains[names.workload_chain("cali1", False)].rules
+    state.set_tunnels(False, frozenset(), False)
+    assert "udp dport 4789 drop" not in state.table.chains[names.workload_chain("cali1", False)].rules
