@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.etcd",
     "tests.fixtures.kube",
     "tests.fixtures.backends",
+    "tests.fixtures.netns",
 ]
