@@ -177,6 +177,14 @@ def run(argv: list[str]) -> int:
         return split
     level, (command,), args, context = split
     configure_logging(level)
+    if command == "ipam":
+        from services.calicoctl.ipam import run_ipam
+
+        return run_ipam(args, dict(os.environ))
+    if command == "explain":
+        from services.calicoctl.explain import run_explain
+
+        return run_explain(args, dict(os.environ, **({"K8S_CURRENT_CONTEXT": context} if context else {})))
     if command not in usage.COMMANDS:
         sys.stderr.write(f'unknown command: "{command}"\n{usage.MAIN}')
         return 1

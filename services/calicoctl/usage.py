@@ -16,6 +16,8 @@ MAIN = """Usage:
                  name.
     label        Add or update labels of resources.
     validate     Validate a resource by file, directory or stdin without applying it.
+    ipam         IP address management.
+    explain      Explain why a flow between two endpoints is allowed or denied.
     version      Display the version of this binary.
 
 Options:
