@@ -1,0 +1,241 @@
+"""The asyncio driver: list+watch tasks feeding a :class:`SyncerCore`, and the callbacks it drives.
+
+How it works::
+
+    watch task (one per WatchPlan)            main task
+    ───────────────────────────────           ─────────────────────────────────
+    list(prefix) ─► Listed ──┐                core.start()  → on_status(wait-for-datastore)
+    watch(prefix, rev) ─► Events ─► queue ──► core.listed/events/lost → batch → on_updates / on_status
+    ResyncRequired / Unavailable ─► Lost ─┘
+      └─ jittered backoff, then list again
+
+A bounded queue between the two gives backpressure: a slow consumer slows the
+watch tasks rather than growing memory. Watch tasks are task roots: any
+failure is logged, reported as a loss and retried after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from libcalico.datastore.backend import KV, Backend, WatchEvent
+from libcalico.errors import DatastoreError, ResyncRequired
+from libcalico.syncer.backoff import RetryPolicy
+from libcalico.syncer.callbacks import (
+    SyncerCallbacks,
+    SyncStatus,
+    Update,
+    deliver_status,
+    deliver_updates,
+)
+from libcalico.syncer.catalog import SyncerSpec, syncer_spec
+from libcalico.syncer.core import Loss, Output, SyncerCore
+from libcalico.syncer.plan import WatchMode, WatchPlan, default_watch_mode, plan_watches
+from libcalico.syncer.validation import ValidationFilter
+
+log = structlog.get_logger(__name__)
+
+_QUEUE_SIZE = 1024
+_MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    wid: int
+    items: list[KV]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    wid: int
+    event: WatchEvent
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    wid: int
+    why: Loss
+
+
+_Message = _Listed | _Event | _Lost
+
+
+class Syncer:
+    """One syncer type's stream from a backend to a callbacks object; ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        spec: SyncerSpec,
+        callbacks: SyncerCallbacks,
+        *,
+        mode: WatchMode | None = None,
+        retry: RetryPolicy | None = None,
+        validate: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.callbacks = callbacks
+        self.mode = mode or default_watch_mode(backend.name)
+        self.retry = retry or RetryPolicy()
+        self.plans: list[WatchPlan] = plan_watches(spec, self.mode)
+        self.validation = ValidationFilter(spec.name) if validate else None
+        self.core = SyncerCore(spec, (p.types for p in self.plans), self.validation)
+        self._queue: asyncio.Queue[_Message] = asyncio.Queue(_QUEUE_SIZE)
+        self._task: asyncio.Task[None] | None = None
+        self.resyncs = 0  # listings done after the first one of each watch
+
+    @property
+    def status(self) -> SyncStatus | None:
+        """The last status sent to the callbacks."""
+        return self.core.status
+
+    async def run(self) -> None:
+        """Stream until cancelled; a callback's exception stops the watches and is raised from here."""
+        log.info("syncer starting", syncer=self.spec.name, mode=self.mode.value,
+                 watches=[p.prefix for p in self.plans])
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for wid, plan in enumerate(self.plans):
+                    tg.create_task(self._watch_root(wid, plan), name=f"syncer-{self.spec.name}-watch-{wid}")
+                tg.create_task(self._main(), name=f"syncer-{self.spec.name}-main")
+        except BaseExceptionGroup as group:  # only the main task can fail: the watch tasks never do
+            raise group.exceptions[0] from None
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in a background task; ``stop()`` ends it."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"syncer-{self.spec.name}")
+        return self._task
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Cancel a started syncer and wait (at most ``timeout`` seconds) for it to finish.
+
+        Raises the callback error that ended the run, if one did.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=timeout)
+        if not task.done():
+            log.error("syncer stop timed out", syncer=self.spec.name, timeout=timeout)
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def __aenter__(self) -> Syncer:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ main task
+
+    async def _main(self) -> None:
+        await self._deliver(self.core.start())
+        while True:
+            outputs = self._handle(await self._queue.get())
+            for _ in range(_MAX_BATCH):
+                try:
+                    msg = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                outputs.extend(self._handle(msg))
+            await self._deliver(outputs)
+
+    def _handle(self, msg: _Message) -> list[Output]:
+        if isinstance(msg, _Event):
+            return self.core.events(msg.wid, (msg.event,))
+        if isinstance(msg, _Listed):
+            return self.core.listed(msg.wid, msg.items, msg.revision)
+        return self.core.lost(msg.wid, msg.why)
+
+    async def _deliver(self, outputs: list[Output]) -> None:
+        batch: list[Update] = []
+        for item in outputs:
+            if isinstance(item, Update):
+                batch.append(item)
+                continue
+            await deliver_updates(self.callbacks, batch)
+            batch = []
+            log.info("syncer status", syncer=self.spec.name, status=item.value)
+            await deliver_status(self.callbacks, item)
+        await deliver_updates(self.callbacks, batch)
+
+    # ------------------------------------------------------------ watch tasks
+
+    async def _watch_root(self, wid: int, plan: WatchPlan) -> None:
+        failures = 0
+        revision: int | None = None
+        listings = 0
+        while True:
+            if failures:
+                await asyncio.sleep(self.retry.delay(failures))
+            why: Loss | None = None
+            detail: dict[str, Any] = {}
+            watching_since = time.monotonic()
+            try:
+                if revision is None:
+                    listing = await self.backend.list(plan.prefix)
+                    listings += 1
+                    if listings > 1:
+                        self.resyncs += 1
+                    await self._queue.put(_Listed(wid, listing.items, listing.revision))
+                    revision = listing.revision
+                watching_since = time.monotonic()
+                stream = self.backend.watch(plan.prefix, revision)
+                try:
+                    async for event in stream:
+                        await self._queue.put(_Event(wid, event))
+                        revision = event.revision
+                        failures = 0
+                finally:
+                    await self._close_stream(stream, plan)
+                detail = {"reason": "watch ended"}
+            except ResyncRequired as exc:
+                why, detail = Loss.RESYNC, {"error": str(exc)}
+            except DatastoreError as exc:
+                why, detail = Loss.UNAVAILABLE, {"error": str(exc), "error_type": type(exc).__name__}
+            except Exception as exc:  # task root: never let one bad turn kill the stream
+                log.exception("syncer watch failed", syncer=self.spec.name, prefix=plan.prefix)
+                why, detail = Loss.UNAVAILABLE, {"error": repr(exc)}
+            if time.monotonic() - watching_since > self.retry.maximum:
+                failures = 0  # it had been healthy for a while: start the backoff over
+            failures += 1
+            if why is not None:
+                revision = None
+                await self._queue.put(_Lost(wid, why))
+            log.info("syncer watch restarting", syncer=self.spec.name, prefix=plan.prefix,
+                     loss=why.value if why else None, failures=failures, **detail)
+
+    async def _close_stream(self, stream: object, plan: WatchPlan) -> None:
+        """Close a watch; a failure to close is logged, never raised (it must not mask a cancellation)."""
+        aclose = getattr(stream, "aclose", None)
+        if aclose is None:
+            return
+        try:
+            await aclose()
+        except Exception as exc:  # part of the watch task root: cleanup must not replace the real outcome
+            log.warning("syncer watch close failed", syncer=self.spec.name, prefix=plan.prefix, error=repr(exc))
+
+
+def new_syncer(
+    name: str,
+    backend: Backend,
+    callbacks: SyncerCallbacks,
+    *,
+    node: str | None = None,
+    mode: WatchMode | None = None,
+    retry: RetryPolicy | None = None,
+) -> Syncer:
+    """A syncer of type ``felix``, ``bgp`` or ``tunnel-ip-allocation`` (``node`` narrows the latter two)."""
+    return Syncer(backend, syncer_spec(name, node), callbacks, mode=mode, retry=retry)
