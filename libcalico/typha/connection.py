@@ -86,7 +86,7 @@ def _step(table: dict, state: enum.Enum, event: str) -> enum.Enum:
     if event == "close":
         return type(state)("closed")
     try:
-        return table[(state, event)]  # type: ignore[no-any-return]
+        return table[(state, event)]
     except KeyError:
         raise ProtocolError(f"message {event!r} not allowed in state {state.value}") from None
 

@@ -23,6 +23,9 @@ import msgpack
 
 from libcalico.errors import CalicoError
 
+# One SyncStatus for the wire and for syncer callbacks: the same three states, by their wire names.
+from libcalico.syncer.callbacks import SyncStatus as SyncStatus
+
 PROTOCOL_VERSION = 1
 DEFAULT_PORT = 5473
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
@@ -32,12 +35,6 @@ _HEADER = struct.Struct(">I")
 
 class ProtocolError(CalicoError):
     """The peer broke the protocol; the connection must be closed."""
-
-
-class SyncStatus(enum.Enum):
-    WAIT_FOR_DATASTORE = "wait-for-datastore"
-    RESYNC_IN_PROGRESS = "resync-in-progress"
-    IN_SYNC = "in-sync"
 
 
 class ByeReason(enum.Enum):
@@ -235,8 +232,8 @@ class Bye:
 
 Message = ClientHello | ServerHello | Error | Status | KVs | Ping | Pong | Bye
 
-_FROM_CLIENT: dict[str, type] = {"hello": ClientHello, "ping": Ping, "pong": Pong}
-_FROM_SERVER: dict[str, type] = {
+_FROM_CLIENT: dict[str, Any] = {"hello": ClientHello, "ping": Ping, "pong": Pong}
+_FROM_SERVER: dict[str, Any] = {
     "hello": ServerHello, "error": Error, "status": Status, "kvs": KVs, "ping": Ping, "pong": Pong,
     "bye": Bye,
 }

@@ -23,6 +23,7 @@ client tasks when :meth:`SnapshotCache.publish` returns a new breadcrumb.
 from __future__ import annotations
 
 import struct
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,34 +90,70 @@ def _chunks(items: list[bytes], size: int) -> Iterator[list[bytes]]:
 
 
 class Breadcrumb:
-    """One step in the chain: the entries published together, the status, and the way on."""
+    """One step in the chain: the entries published together, the status, and the way on.
 
-    __slots__ = ("seq", "status", "status_changed", "deltas", "next", "_cache", "_snapshot",
-                 "_generic_snapshot", "_delta_generic", "_delta_owners")
+    ``published`` is the time it was published (as passed in) and ``total_bytes`` the
+    encoded size of every delta published up to and including it, so a client's
+    backlog is ``latest.total_bytes - position.total_bytes``.
+    """
+
+    __slots__ = ("seq", "status", "status_changed", "deltas", "next", "published", "total_bytes",
+                 "_cache", "_snapshot", "_generic_snapshot", "_owned_frames", "snapshot_keys",
+                 "_delta_generic", "_delta_owners", "__weakref__")
 
     def __init__(
-        self, seq: int, status: SyncStatus, status_changed: bool, deltas: list[Entry], cache: SnapshotCache
+        self, seq: int, status: SyncStatus, status_changed: bool, deltas: list[Entry], cache: SnapshotCache,
+        *, published: float = 0.0, total_bytes: int = 0,
     ) -> None:
         self.seq = seq
         self.status = status
         self.status_changed = status_changed
         self.deltas = deltas
         self.next: Breadcrumb | None = None
+        self.published = published
+        self.total_bytes = total_bytes
         self._cache: SnapshotCache | None = cache
         self._snapshot: dict[str, Entry] | None = None
         self._generic_snapshot: list[bytes] | None = None
+        self._owned_frames: dict[str, list[bytes]] | None = None
+        self.snapshot_keys = 0
         self._delta_generic: bytes | None = None
         self._delta_owners: set[str] | None = None
 
     # -- snapshot (for clients that join here)
 
+    @property
+    def has_snapshot(self) -> bool:
+        """Whether this breadcrumb's snapshot frames are built (clients may still join here)."""
+        return self._generic_snapshot is not None
+
     def snapshot_entries(self) -> dict[str, Entry]:
-        """The full state at this breadcrumb; only available to clients joining at the newest one."""
+        """The full state at this breadcrumb; only available while it is the newest."""
         if self._snapshot is None:
             if self._cache is None or self._cache.latest is not self or self._cache._pending:
                 raise RuntimeError("snapshot of a breadcrumb that is no longer the newest; use join()")
             self._snapshot = dict(self._cache._current)
         return self._snapshot
+
+    def materialise(self) -> None:
+        """Build the shared snapshot frames and every owner's full-form frames, once."""
+        if self._generic_snapshot is not None:
+            return
+        entries = self.snapshot_entries()
+        generic: list[bytes] = []
+        owned: dict[str, list[bytes]] = {}
+        for e in entries.values():
+            if e.owner is None:
+                generic.append(e.full)
+                continue
+            if e.trimmed is not None:
+                generic.append(e.trimmed)
+            owned.setdefault(e.owner, []).append(e.full)
+        self._generic_snapshot = [kvs_frame(c) for c in _chunks(generic, SNAPSHOT_CHUNK)]
+        self._owned_frames = {node: [kvs_frame(c) for c in _chunks(fulls, SNAPSHOT_CHUNK)]
+                              for node, fulls in owned.items()}
+        self.snapshot_keys = len(entries)
+        self._snapshot = None  # the frames are all a joiner needs
 
     def snapshot_frames(self, node: str) -> list[bytes]:
         """Frames that give a client of ``node`` the state at this breadcrumb.
@@ -125,16 +162,9 @@ class Breadcrumb:
         common form); a client whose node owns entries then gets their full forms,
         which replace the trimmed ones before the stream reports in-sync.
         """
-        entries = self.snapshot_entries()
-        if self._generic_snapshot is None:
-            generic = [e.trimmed if e.owner is not None else e.full for e in entries.values()]
-            self._generic_snapshot = [kvs_frame(c) for c in _chunks([g for g in generic if g is not None],
-                                                                      SNAPSHOT_CHUNK)]
-        frames = list(self._generic_snapshot)
-        assert self._cache is not None
-        owned = [entries[k].full for k in self._cache._owned.get(node, ()) if k in entries]
-        frames.extend(kvs_frame(c) for c in _chunks(owned, SNAPSHOT_CHUNK))
-        return frames
+        self.materialise()
+        assert self._generic_snapshot is not None and self._owned_frames is not None
+        return self._generic_snapshot + self._owned_frames.get(node, [])
 
     # -- deltas (for clients walking past)
 
@@ -154,20 +184,21 @@ class Breadcrumb:
             b = e.full if e.owner is None else (e.full if e.owner == node else e.trimmed)
             if b is not None:
                 elements.append(b)
-        out = kvs_frame(elements) if elements else b""
+        out = b"".join(kvs_frame(c) for c in _chunks(elements, SNAPSHOT_CHUNK))
         if self.status_changed:
             out += encode(Status(self.status))
         return out
 
     def release_snapshot(self) -> None:
-        """Forget the materialised snapshot (called when a newer breadcrumb is published)."""
+        """Forget the cache (called when a newer breadcrumb is published); built frames stay."""
         self._cache = None
+        self._snapshot = None
 
 
 class SnapshotCache:
     """The current state of one syncer stream and the chain of breadcrumbs leading to it."""
 
-    def __init__(self, shaper: Shaper = no_shaping, *, max_chain: int = 10_000) -> None:
+    def __init__(self, shaper: Shaper = no_shaping) -> None:
         self._shaper = shaper
         self._current: dict[str, Entry] = {}
         self._owned: dict[str, set[str]] = {}
@@ -175,6 +206,8 @@ class SnapshotCache:
         self._status = SyncStatus.WAIT_FOR_DATASTORE
         self._status_changed = False
         self.latest = Breadcrumb(0, self._status, False, [], self)
+        # Weak: a built snapshot nobody walks from must not pin the chain after it.
+        self._last_snapshot: weakref.ref[Breadcrumb] | None = None
         self.updates_total = 0
         self.updates_skipped = 0
 
@@ -237,11 +270,13 @@ class SnapshotCache:
         for key, value, revision in updates:
             self.on_update(key, value, revision)
 
-    def publish(self) -> Breadcrumb | None:
-        """Turn what was queued into a new breadcrumb; None when nothing changed."""
+    def publish(self, now: float = 0.0) -> Breadcrumb | None:
+        """Turn what was queued into a new breadcrumb (published at ``now``); None when nothing changed."""
         if not self._pending and not self._status_changed:
             return None
-        crumb = Breadcrumb(self.latest.seq + 1, self._status, self._status_changed, self._pending, self)
+        size = sum(len(e.full) for e in self._pending)
+        crumb = Breadcrumb(self.latest.seq + 1, self._status, self._status_changed, self._pending, self,
+                           published=now, total_bytes=self.latest.total_bytes + size)
         self._pending = []
         self._status_changed = False
         old = self.latest
@@ -250,7 +285,19 @@ class SnapshotCache:
         self.latest = crumb
         return crumb
 
-    def join(self) -> Breadcrumb:
-        """The breadcrumb a new client starts from (anything queued is published first)."""
-        self.publish()
+    def join(self, now: float = 0.0, *, reuse_within: float = 0.0) -> Breadcrumb:
+        """The breadcrumb a new client starts from, its snapshot built.
+
+        Anything queued is published first. With ``reuse_within`` > 0, a client joins
+        at the newest breadcrumb whose snapshot is already built when that one was
+        published at most ``reuse_within`` seconds ago, and then walks the deltas
+        since: many clients arriving together share one snapshot instead of each
+        pinning its own.
+        """
+        self.publish(now)
+        reusable = self._last_snapshot() if self._last_snapshot is not None else None
+        if reusable is not None and reuse_within > 0 and now - reusable.published <= reuse_within:
+            return reusable
+        self.latest.materialise()
+        self._last_snapshot = weakref.ref(self.latest)
         return self.latest

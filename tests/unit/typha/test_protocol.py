@@ -48,6 +48,14 @@ GOLDEN = [
     ("0000001782a474797065a4706f6e67a27473cb3ff8000000000000", Sender.CLIENT, Pong(1.5)),
     ("0000001a82a474797065a3627965a6726561736f6ea8746f6f2d736c6f77", Sender.SERVER,
      Bye(ByeReason.TOO_SLOW)),
+    ("0000002782a474797065a6737461747573a6737461747573b2776169742d666f722d6461746173746f7265",
+     Sender.SERVER, Status(SyncStatus.WAIT_FOR_DATASTORE)),
+    ("0000002782a474797065a6737461747573a6737461747573b2726573796e632d696e2d70726f6772657373",
+     Sender.SERVER, Status(SyncStatus.RESYNC_IN_PROGRESS)),
+    ("0000001a82a474797065a3627965a6726561736f6ea873687574646f776e", Sender.SERVER, Bye(ByeReason.SHUTDOWN)),
+    ("0000001b82a474797065a3627965a6726561736f6ea9726562616c616e6365", Sender.SERVER,
+     Bye(ByeReason.REBALANCE)),
+    ("0000001782a474797065a470696e67a27473cb4000000000000000", Sender.CLIENT, Ping(2.0)),
 ]
 
 
@@ -226,3 +234,22 @@ def test_msgpack_non_string_map_keys_are_rejected() -> None:
     body = msgpack.packb({1: "x"})
     with pytest.raises(ProtocolError):
         FrameDecoder().feed(struct.pack(">I", len(body)) + body)
+
+
+def test_one_sync_status_for_the_wire_and_the_syncer_callbacks() -> None:
+    from libcalico.syncer import SyncStatus as CallbackStatus
+
+    assert SyncStatus is CallbackStatus
+    assert [s.value for s in SyncStatus] == ["wait-for-datastore", "resync-in-progress", "in-sync"]
+
+
+def test_server_answers_a_client_ping_in_any_state_after_opening() -> None:
+    server, client = _pair()
+    server.receive(client.data_to_send(), 0.1)
+    [ping] = server.receive(encode(Ping(3.25)), 0.2)
+    assert ping == Ping(3.25)
+    assert server.data_to_send() == encode(Pong(3.25))
+
+
+def test_unknown_bye_reason_from_a_newer_server_still_means_bye() -> None:
+    assert parse_message({"type": "bye", "reason": "moon-phase"}, Sender.SERVER) == Bye(ByeReason.SHUTDOWN)
