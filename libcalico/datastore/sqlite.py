@@ -154,7 +154,14 @@ class SqliteBackend(Backend):
         except sqlite3.Error as exc:
             raise _translate(self.path, exc, opening=True) from exc
         try:
-            self._check_format(conn)  # before anything that could modify a foreign file
+            # Before anything that could modify a foreign file; in one read transaction so the
+            # header and the table list are seen at the same moment (another process may be
+            # creating the schema right now).
+            conn.execute("BEGIN")
+            try:
+                self._check_format(conn)
+            finally:
+                conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("BEGIN IMMEDIATE")
