@@ -3,22 +3,25 @@
 Phases (loopback only; every wait bounded in time)::
 
     load      etcd on loopback ← 20,000 WorkloadEndpoints (20 per node), 2,000 policies, 1,000 Nodes
-    typha     calico-typha on etcd; --clients lightweight protocol clients in --client-procs processes
-              connect at once → time until every client is in sync, snapshot bytes per client
-              (trimmed; plus a few clients of a second Typha with PerNodeFiltering=false)
+    typha     calico-typha on etcd; --clients protocol clients in --client-procs processes connect
+              at once → time until every client is in sync, snapshot bytes per client (trimmed;
+              plus a few clients of a second Typha with PerNodeFiltering=false)
     updates   --rate WorkloadEndpoint updates/s for --duration s, each carrying its write time in a
-              label → delivery latency datastore write → every client (p50/p99), Typha CPU, peak RSS
+              label, then a 2 s drain window → deliveries (every client counts every update),
+              latency write → client (exact per update on --sample-every'th client; an upper bound
+              per read on every client), the stages (etcd → watcher, Typha's batching wait and
+              fan-out), CPU of every process group and of the machine, Typha's peak RSS;
+              --profile DIR samples Typha and one client process with py-spy meanwhile
     direct    --direct real felix syncers, each with its own etcd connection, in one process:
               time to sync, then the same update load; etcd's own metrics per phase give the
               datastore load per syncer, extrapolated to --clients and compared with Typha's
 
-The clients parse frames by length only; they decode small frames (status, ping), count the
-write-time labels in delta frames with a byte search and take the latency of the oldest update of
-each frame for all of its updates (an upper bound), so that 1,000 of them fit beside Typha, etcd
-and the writer on two cores. Run from the repository root::
+How the clients measure is in benchmarks/typha_loadgen.py and docs/typha.md. Run from the
+repository root::
 
     .venv/bin/python -m benchmarks.typha_fanout [--clients 1000] [--weps 20000] [--policies 2000]
-        [--rate 200] [--duration 20] [--direct 10] [--client-procs 2]
+        [--rate 200] [--duration 20] [--direct 10] [--client-procs 4] [--sample-every 20]
+        [--batch-interval S] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -30,252 +33,31 @@ import json
 import os
 import random
 import statistics
-import struct
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
+from benchmarks.typha_loadgen import client_worker, direct_worker
+from benchmarks.typha_measure import (
+    CpuMeter,
+    bucket_percentile,
+    delta,
+    etcd_metrics,
+    hist_percentile,
+    percentile,
+    proc_cpu,
+    proc_peak_rss_mib,
+    prometheus_histogram,
+    start_profile,
+    summarise_profile,
+)
 from tests.unit.typha.harness import TyphaProcess, wait_until
-from tests.unit.typha.samples import global_policy, node, workload_endpoint
+from tests.unit.typha.samples import WEP_PREFIX, global_policy, node, workload_endpoint
 
 REPO = Path(__file__).resolve().parents[1]
-MARKER = b"\xa3bts\xb0"  # msgpack: the label key "bts", then a 16-character string (µs since the epoch)
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-# ---------------------------------------------------------------- client worker (a subprocess)
-
-
-class BenchClient(asyncio.Protocol):
-    """A Typha client that splits frames by length and only decodes the small ones."""
-
-    def __init__(self, node_name: str, stats: WorkerStats) -> None:
-        self.node = node_name
-        self.stats = stats
-        self.transport: Any = None
-        self.header = bytearray()
-        self.body = bytearray()
-        self.remaining = -1  # -1: reading a header
-        self.keep = False
-        self.in_sync = False
-        self.received = 0
-        self.snapshot_bytes = 0
-        self.started = time.monotonic()
-
-    def connection_made(self, transport: Any) -> None:  # uvloop's transports are not asyncio.Transport
-        self.transport = transport
-        body = msgpack.packb({"type": "hello", "version": 1, "syncer": "felix", "node": self.node,
-                              "client": "bench"})
-        transport.write(struct.pack(">I", len(body)) + body)
-
-    def data_received(self, data: bytes) -> None:
-        self.received += len(data)
-        pos, n = 0, len(data)
-        while pos < n:
-            if self.remaining < 0:
-                take = min(4 - len(self.header), n - pos)
-                self.header += data[pos : pos + take]
-                pos += take
-                if len(self.header) == 4:
-                    self.remaining = int.from_bytes(self.header, "big")
-                    self.header.clear()
-                    self.keep = self.in_sync or self.remaining < 256
-                    self.body.clear()
-                    if self.remaining == 0:
-                        self.remaining = -1
-                continue
-            take = min(self.remaining, n - pos)
-            if self.keep:
-                self.body += data[pos : pos + take]
-            pos += take
-            self.remaining -= take
-            if self.remaining == 0:
-                self.remaining = -1
-                if self.keep:
-                    self.frame(bytes(self.body))
-
-    def frame(self, body: bytes) -> None:
-        count = body.count(MARKER)
-        if count:
-            # Every update of a batch arrives together; the oldest (the first, revision order) has the
-            # longest latency, which is counted for all of them: an upper bound, at 1/batch the cost.
-            idx = body.find(MARKER)
-            written = int(body[idx + 5 : idx + 21]) / 1e6
-            self.stats.latency(time.time() - written, count)
-        if len(body) >= 256:
-            return
-        msg = msgpack.unpackb(body, raw=False)
-        kind = msg.get("type")
-        if kind == "ping" and self.transport is not None:
-            pong = msgpack.packb({"type": "pong", "ts": msg["ts"]})
-            self.transport.write(struct.pack(">I", len(pong)) + pong)
-        elif kind == "status" and msg.get("status") == "in-sync" and not self.in_sync:
-            self.in_sync = True
-            self.snapshot_bytes = self.received
-            self.stats.synced(self, time.monotonic() - self.started)
-        elif kind == "bye":
-            self.stats.byes += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stats.lost += 1
-
-
-class WorkerStats:
-    """What one worker process measures."""
-
-    def __init__(self) -> None:
-        self.sync_times: list[float] = []
-        self.snapshot_bytes: list[int] = []
-        self.histogram: collections.Counter[int] = collections.Counter()
-        self.lost = 0
-        self.byes = 0
-        self.all_synced = asyncio.Event()
-        self.expected = 0
-
-    def synced(self, client: BenchClient, seconds: float) -> None:
-        self.sync_times.append(seconds)
-        self.snapshot_bytes.append(client.snapshot_bytes)
-        if len(self.sync_times) == self.expected:
-            self.all_synced.set()
-
-    def latency(self, seconds: float, count: int) -> None:
-        self.histogram[int(seconds * 1000)] += count
-
-
-async def client_worker(port: int, first: int, count: int) -> None:
-    """Open ``count`` clients (nodes ``node-<first>`` …), report in-sync, then latency on 'stop'."""
-    stats = WorkerStats()
-    stats.expected = count
-    loop = asyncio.get_running_loop()
-    clients = []
-    for i in range(first, first + count):
-        _, proto = await loop.create_connection(lambda i=i: BenchClient(f"node-{i}", stats), "127.0.0.1", port)
-        clients.append(proto)
-    try:
-        await asyncio.wait_for(stats.all_synced.wait(), 300)
-    except TimeoutError:
-        pass
-    print(json.dumps({"phase": "synced", "synced": len(stats.sync_times), "max_sync": max(stats.sync_times, default=0),
-                      "snapshot_bytes": stats.snapshot_bytes}), flush=True)
-    line = await loop.run_in_executor(None, sys.stdin.readline)
-    assert line.strip() == "stop", line
-    total = [c.received for c in clients]
-    print(json.dumps({"phase": "done", "histogram": dict(stats.histogram), "received": total, "lost": stats.lost,
-                      "byes": stats.byes}), flush=True)
-
-
-# ---------------------------------------------------------------- direct syncers (a subprocess)
-
-
-async def direct_worker(endpoints: str, count: int) -> None:
-    """``count`` felix syncers straight on etcd, each with its own connection; report sync time and latency."""
-    from libcalico.datastore.etcd import EtcdBackend
-    from libcalico.syncer import SyncStatus, new_syncer
-
-    latencies: list[float] = []
-    synced: list[float] = []
-    started = time.monotonic()
-    done = asyncio.Event()
-
-    class Counting:
-        def __init__(self) -> None:
-            self.in_sync = False
-
-        def on_status(self, status: SyncStatus) -> None:
-            if status is SyncStatus.IN_SYNC and not self.in_sync:
-                self.in_sync = True
-                synced.append(time.monotonic() - started)
-                if len(synced) == count:
-                    done.set()
-
-        def on_updates(self, updates: list[Any]) -> None:
-            if not self.in_sync:
-                return
-            now = time.time()
-            for u in updates:
-                bts = ((u.value or {}).get("metadata") or {}).get("labels", {}).get("bts")
-                if bts:
-                    latencies.append(now - int(bts) / 1e6)
-
-    backends = [EtcdBackend.from_env({"ETCD_ENDPOINTS": endpoints}) for _ in range(count)]
-    syncers = [new_syncer("felix", b, Counting()) for b in backends]
-    for s in syncers:
-        s.start()
-    try:
-        await asyncio.wait_for(done.wait(), 600)
-    except TimeoutError:
-        pass
-    print(json.dumps({"phase": "synced", "synced": len(synced), "max_sync": max(synced, default=0)}), flush=True)
-    loop = asyncio.get_running_loop()
-    line = await loop.run_in_executor(None, sys.stdin.readline)
-    assert line.strip() == "stop", line
-    print(json.dumps({"phase": "done", "latencies": latencies}), flush=True)
-    for s in syncers:
-        await s.stop()
-    for b in backends:
-        await b.close()
-
-
-# ---------------------------------------------------------------- the driver
-
-
-def etcd_metrics(url: str) -> dict[str, float]:
-    """The etcd counters that show datastore load."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as rsp:
-        text = rsp.read().decode()
-    wanted = {"etcd_network_client_grpc_sent_bytes_total": "sent_bytes",
-              "etcd_network_client_grpc_received_bytes_total": "received_bytes",
-              "etcd_debugging_mvcc_watcher_total": "watchers"}
-    out: dict[str, float] = collections.defaultdict(float)
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        name = head.split("{", 1)[0]
-        if name in wanted:
-            out[wanted[name]] += float(value)
-        elif name == "grpc_server_handled_total" and 'grpc_method="Range"' in head:
-            out["range_requests"] += float(value)
-    return dict(out)
-
-
-def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def proc_peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def hist_percentile(hist: collections.Counter[int], q: float) -> float:
-    total = sum(hist.values())
-    seen = 0
-    for ms in sorted(hist):
-        seen += hist[ms]
-        if seen >= q * total:
-            return ms / 1000
-    return float("nan")
+DRAIN_WINDOW = 2.0  # seconds after the last write in which deliveries still count
 
 
 async def load(endpoints: str, args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -301,13 +83,32 @@ async def load(endpoints: str, args: argparse.Namespace) -> list[tuple[str, dict
 
 
 async def write_updates(endpoints: str, weps: list[tuple[str, dict[str, Any]]], rate: float,
-                        duration: float) -> int:
-    """``rate`` updates/s for ``duration`` s, each WorkloadEndpoint label ``bts`` = the write time in µs."""
+                        duration: float, *, probe: bool = False) -> tuple[int, list[float]]:
+    """``rate`` updates/s for ``duration`` s, each WorkloadEndpoint label ``bts`` = the write time in µs.
+
+    With ``probe``, one raw watch on the WorkloadEndpoints measures write → etcd → watcher for every
+    update (the datastore's share of the latency). Returns the count written and the probe latencies.
+    """
     from libcalico.datastore.etcd import EtcdBackend
 
     backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": endpoints})
+    watcher = EtcdBackend.from_env({"ETCD_ENDPOINTS": endpoints})
+    seen: list[float] = []
     rng = random.Random(7)
     count = int(rate * duration)
+
+    async def watch(revision: int) -> None:
+        async for event in watcher.watch(WEP_PREFIX, revision):
+            bts = (((event.value or {}).get("metadata") or {}).get("labels") or {}).get("bts")
+            if bts:
+                seen.append(time.time() - int(bts) / 1e6)
+                if len(seen) >= count:
+                    return
+
+    probe_task = None
+    if probe:
+        revision = (await backend.list(f"{WEP_PREFIX}ns0/nothing-here")).revision
+        probe_task = asyncio.create_task(watch(revision))
     started = time.monotonic()
     pending: set[asyncio.Task[Any]] = set()
     for n in range(count):
@@ -322,16 +123,23 @@ async def write_updates(endpoints: str, weps: list[tuple[str, dict[str, Any]]], 
         pending.add(task)
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
+    if probe_task is not None:
+        done, _ = await asyncio.wait({probe_task}, timeout=DRAIN_WINDOW)
+        if not done:
+            probe_task.cancel()
     await backend.close()
-    return count
+    await watcher.close()
+    return count, seen
 
 
 def spawn(args: list[str]) -> subprocess.Popen[str]:
+    """A worker process of this benchmark (clients or direct syncers) talking JSON lines on stdout."""
     return subprocess.Popen([sys.executable, "-m", "benchmarks.typha_fanout", *args], cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def read_json(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """The next JSON line of a worker."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     for _ in range(10_000):
@@ -350,7 +158,8 @@ def snapshot_bytes_untrimmed(env: dict[str, str], sample: int) -> list[int]:
     full = TyphaProcess({**env, "TYPHA_PERNODEFILTERING": "false"})
     try:
         wait_until(lambda: full.http("/readiness")[0] == 200, 300, "untrimmed typha ready")
-        worker = spawn(["--client-worker", "--port", str(full.port), "--first", "0", "--count", str(sample)])
+        worker = spawn(["--client-worker", "--port", str(full.port), "--first", "0", "--count", str(sample),
+                        "--sample-every", "0"])
         result = read_json(worker, 300)
         assert worker.stdin is not None
         worker.stdin.write("stop\n")
@@ -363,6 +172,7 @@ def snapshot_bytes_untrimmed(env: dict[str, str], sample: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every phase; the report as a dict."""
     from tests.fixtures.etcd import etcd_cluster
 
     report: dict[str, Any] = {"clients": args.clients, "weps": args.weps, "policies": args.policies,
@@ -372,65 +182,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         endpoints = cluster.endpoints
         weps = asyncio.run(load(endpoints, args))
         env = {"DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": endpoints, "TYPHA_SHUTDOWNTIMEOUTSECS": "5",
-               "TYPHA_SERVERPINGINTERVALSECS": "10", "TYPHA_SERVERBATCHINTERVALSECS": str(args.batch_interval)}
+               "TYPHA_SERVERPINGINTERVALSECS": "10"}
+        if args.batch_interval is not None:
+            env["TYPHA_SERVERBATCHINTERVALSECS"] = str(args.batch_interval)
         # --- Typha
-        m0 = etcd_metrics(member.metrics_url)
         typha = TyphaProcess(env)
         try:
-            started = time.monotonic()
-            wait_until(lambda: typha.http("/readiness")[0] == 200, 300, "typha in sync with etcd")
-            report["typha_cache_sync_s"] = round(time.monotonic() - started, 2)
-            pid = typha.proc.pid
-            cpu0 = proc_cpu(pid)
-            m1 = etcd_metrics(member.metrics_url)
-            per = -(-args.clients // args.client_procs)
-            started = time.monotonic()
-            workers = [spawn(["--client-worker", "--port", str(typha.port), "--first", str(i * per),
-                              "--count", str(min(per, args.clients - i * per))])
-                       for i in range(args.client_procs) if i * per < args.clients]
-            synced = [read_json(w, 400) for w in workers]
-            report["all_in_sync_s"] = round(time.monotonic() - started, 2)
-            report["clients_in_sync"] = sum(s["synced"] for s in synced)
-            snap = [b for s in synced for b in s["snapshot_bytes"]]
-            report["snapshot_bytes_per_client_trimmed"] = int(statistics.mean(snap)) if snap else 0
-            cpu1 = proc_cpu(pid)
-            report["typha_cpu_s_initial_fanout"] = round(cpu1 - cpu0, 2)
-            report["typha_peak_rss_mib_after_fanout"] = round(proc_peak_rss_mib(pid), 1)
-            m2 = etcd_metrics(member.metrics_url)
-            t0 = time.monotonic()
-            writes = asyncio.run(write_updates(endpoints, weps, args.rate, args.duration))
-            elapsed = time.monotonic() - t0
-            time.sleep(2.0)  # let the last updates arrive
-            cpu2 = proc_cpu(pid)
-            m3 = etcd_metrics(member.metrics_url)
-            report["updates_written"] = writes
-            report["typha_cpu_percent_during_updates"] = round(100 * (cpu2 - cpu1) / (elapsed + 2.0), 1)
-            report["typha_peak_rss_mib"] = round(proc_peak_rss_mib(pid), 1)
-            results = []
-            for w in workers:
-                assert w.stdin is not None
-                w.stdin.write("stop\n")
-                w.stdin.flush()
-                results.append(read_json(w, 120))
-                w.wait(60)
-            hist: collections.Counter[int] = collections.Counter()
-            total_bytes: list[int] = []
-            for r in results:
-                hist.update({int(k): v for k, v in r["histogram"].items()})
-                total_bytes.extend(r["received"])
-            report["deliveries"] = sum(hist.values())
-            report["deliveries_expected"] = writes * args.clients
-            report["latency_p50_s"] = hist_percentile(hist, 0.50)
-            report["latency_p99_s"] = hist_percentile(hist, 0.99)
-            report["latency_max_s"] = hist_percentile(hist, 1.0)
-            report["bytes_per_client_total"] = int(statistics.mean(total_bytes)) if total_bytes else 0
-            report["clients_lost"] = sum(r["lost"] for r in results)
-            count = typha.metric("typha_client_latency_secs_count", syncer="felix")
-            report["typha_side_mean_write_latency_s"] = round(
-                typha.metric("typha_client_latency_secs_sum", syncer="felix") / max(1.0, count), 4)
-            report["etcd_typha_sync"] = delta(m1, m0)
-            report["etcd_typha_fanout"] = delta(m2, m1)
-            report["etcd_typha_updates"] = delta(m3, m2)
+            run_typha(args, report, typha, endpoints, weps, member)
         finally:
             typha.terminate(60)
         report["snapshot_bytes_per_client_untrimmed"] = int(statistics.mean(
@@ -446,8 +204,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["direct_all_in_sync_s"] = round(time.monotonic() - started, 2)
             d1 = etcd_metrics(member.metrics_url)
             direct_duration = min(args.duration, 10.0)
-            writes = asyncio.run(write_updates(endpoints, weps, args.rate, direct_duration))
-            time.sleep(2.0)
+            writes, _ = asyncio.run(write_updates(endpoints, weps, args.rate, direct_duration))
+            time.sleep(DRAIN_WINDOW)
             d2 = etcd_metrics(member.metrics_url)
             assert worker.stdin is not None
             worker.stdin.write("stop\n")
@@ -455,8 +213,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             done = read_json(worker, 120)
             worker.wait(60)
             lat = done["latencies"]
-            report["direct_latency_p50_s"] = round(percentile(lat, 0.5), 3)
-            report["direct_latency_p99_s"] = round(percentile(lat, 0.99), 3)
+            report["direct_latency_p50_s"] = round(percentile(lat, 0.5) or 0, 3)
+            report["direct_latency_p99_s"] = round(percentile(lat, 0.99) or 0, 3)
             report["direct_deliveries"] = len(lat)
             report["direct_deliveries_expected"] = writes * args.direct
             report["etcd_direct_sync"] = delta(d1, d0)
@@ -466,13 +224,116 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def run_typha(args: argparse.Namespace, report: dict[str, Any], typha: TyphaProcess, endpoints: str,
+              weps: list[tuple[str, dict[str, Any]]], member: Any) -> None:
+    """The Typha phases: clients in sync, then the update load with every measurement."""
+    m0 = etcd_metrics(member.metrics_url)
+    started = time.monotonic()
+    wait_until(lambda: typha.http("/readiness")[0] == 200, 300, "typha in sync with etcd")
+    report["typha_cache_sync_s"] = round(time.monotonic() - started, 2)
+    pid = typha.proc.pid
+    cpu0 = proc_cpu(pid)
+    m1 = etcd_metrics(member.metrics_url)
+    per = -(-args.clients // args.client_procs)
+    started = time.monotonic()
+    workers = [spawn(["--client-worker", "--port", str(typha.port), "--first", str(i * per),
+                      "--count", str(min(per, args.clients - i * per)), "--sample-every", str(args.sample_every)])
+               for i in range(args.client_procs) if i * per < args.clients]
+    synced = [read_json(w, 400) for w in workers]
+    report["all_in_sync_s"] = round(time.monotonic() - started, 2)
+    report["clients_in_sync"] = sum(s["synced"] for s in synced)
+    snap = [b for s in synced for b in s["snapshot_bytes"]]
+    report["snapshot_bytes_per_client_trimmed"] = int(statistics.mean(snap)) if snap else 0
+    report["typha_cpu_s_initial_fanout"] = round(proc_cpu(pid) - cpu0, 2)
+    report["typha_peak_rss_mib_after_fanout"] = round(proc_peak_rss_mib(pid), 1)
+    m2 = etcd_metrics(member.metrics_url)
+    groups = {"typha": [pid], "clients": [w.pid for w in workers], "etcd": [member.proc.pid],
+              "writer_and_probe": [os.getpid()]}
+    meter = CpuMeter(groups)
+    profiles = []
+    if args.profile:
+        out = Path(args.profile)
+        out.mkdir(parents=True, exist_ok=True)
+        profiles = [(out / "typha.txt", start_profile(pid, out / "typha.txt", args.duration)),
+                    (out / "client-worker.txt", start_profile(workers[0].pid, out / "client-worker.txt",
+                                                              args.duration))]
+    t0 = time.monotonic()
+    writes, probe = asyncio.run(write_updates(endpoints, weps, args.rate, args.duration, probe=True))
+    time.sleep(max(0.0, t0 + args.duration + DRAIN_WINDOW - time.monotonic()))
+    report["cpu_percent_of_a_core_during_updates"] = meter.stop(time.monotonic() - t0)
+    m3 = etcd_metrics(member.metrics_url)
+    report["updates_written"] = writes
+    report["typha_peak_rss_mib"] = round(proc_peak_rss_mib(pid), 1)
+    results = []
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write("stop\n")
+        w.stdin.flush()
+        results.append(read_json(w, 120))
+        w.wait(60)
+    for path, prof in profiles:
+        prof.wait(60)
+        report.setdefault("profiles", {})[path.name] = str(path)
+        (path.with_suffix(".summary")).write_text("\n".join(summarise_profile(path)) + "\n")
+    exact: collections.Counter[int] = collections.Counter()
+    bound: collections.Counter[int] = collections.Counter()
+    counts: list[int] = []
+    frames: list[int] = []
+    received: list[int] = []
+    for r in results:
+        exact.update({int(k): v for k, v in r["exact"].items()})
+        bound.update({int(k): v for k, v in r["bound"].items()})
+        counts.extend(r["updates"])
+        frames.extend(r["frames"])
+        received.extend(r["received"])
+    report["deliveries"] = {
+        "expected": writes * args.clients, "counted": sum(counts),
+        "clients_with_every_update": sum(1 for c in counts if c == writes),
+        "min_per_client": min(counts, default=0), "max_per_client": max(counts, default=0),
+        "frames_per_client_mean": round(statistics.mean(frames), 1) if frames else 0,
+    }
+    sampled = sum(r["sampled"] for r in results)
+    report["latency_exact_sampled"] = {
+        "clients": sampled, "updates": sum(exact.values()),
+        "p50_s": hist_percentile(exact, 0.50), "p99_s": hist_percentile(exact, 0.99),
+        "max_s": hist_percentile(exact, 1.0)}
+    report["latency_bound_all_clients"] = {
+        "clients": args.clients, "updates": sum(bound.values()),
+        "p50_s": hist_percentile(bound, 0.50), "p99_s": hist_percentile(bound, 0.99),
+        "max_s": hist_percentile(bound, 1.0)}
+    page = typha.http("/metrics")[1]
+    wait_b = prometheus_histogram(page, "typha_breadcrumb_wait_secs", syncer="felix")
+    fan_b = prometheus_histogram(page, "typha_fanout_secs", syncer="felix")
+    count = typha.metric("typha_client_latency_secs_count", syncer="felix")
+    report["stages"] = {
+        "etcd_write_to_watcher_p50_s": round(percentile(probe, 0.5) or 0, 4),
+        "etcd_write_to_watcher_p99_s": round(percentile(probe, 0.99) or 0, 4),
+        "typha_batch_wait_p50_s_le": bucket_percentile(wait_b, 0.5),
+        "typha_batch_wait_p99_s_le": bucket_percentile(wait_b, 0.99),
+        "typha_fanout_p50_s_le": bucket_percentile(fan_b, 0.5),
+        "typha_fanout_p99_s_le": bucket_percentile(fan_b, 0.99),
+        "breadcrumbs": fan_b[-1][1] if fan_b else 0,
+        "clients_fell_off_fast_path": typha.metric("typha_fanout_fallbehind_total", syncer="felix"),
+        "typha_client_latency_mean_s": round(
+            typha.metric("typha_client_latency_secs_sum", syncer="felix") / max(1.0, count), 4),
+    }
+    report["bytes_per_client_total"] = int(statistics.mean(received)) if received else 0
+    report["clients_lost"] = sum(r["lost"] for r in results)
+    report["etcd_typha_sync"] = delta(m1, m0)
+    report["etcd_typha_fanout"] = delta(m2, m1)
+    report["etcd_typha_updates"] = delta(m3, m2)
+
+
 def summarise_load(report: dict[str, Any], args: argparse.Namespace) -> None:
     """Datastore load per direct syncer, extrapolated to every client, against Typha's."""
     n = args.direct
     sync = report["etcd_direct_sync"]
     upd = report["etcd_direct_updates"]
     per_write = upd["sent_bytes"] / max(1, report["direct_update_writes"])
-    typha_per_write = report["etcd_typha_updates"]["sent_bytes"] / max(1, report["updates_written"])
+    # The latency probe is one more WorkloadEndpoint watcher on etcd during Typha's update phase: it
+    # receives what one direct syncer receives per write, which is taken off Typha's share.
+    typha_per_write = max(0.0, report["etcd_typha_updates"]["sent_bytes"] / max(1, report["updates_written"])
+                          - per_write / n)
     report["load"] = {
         "direct_sync_bytes_per_syncer": int(sync["sent_bytes"] / n),
         "direct_range_requests_per_syncer": round(sync.get("range_requests", 0) / n, 1),
@@ -501,8 +362,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--direct", type=int, default=10)
-    parser.add_argument("--client-procs", type=int, default=2)
-    parser.add_argument("--batch-interval", type=float, default=0.05, help="TYPHA_SERVERBATCHINTERVALSECS")
+    parser.add_argument("--client-procs", type=int, default=4, help="processes the clients are spread over")
+    parser.add_argument("--sample-every", type=int, default=20,
+                        help="every Nth client decodes every update in full (exact latency); 0: none")
+    parser.add_argument("--batch-interval", type=float, default=None,
+                        help="TYPHA_SERVERBATCHINTERVALSECS (default: Typha's own default)")
+    parser.add_argument("--profile", default="", help="directory for py-spy profiles of Typha and a client process")
     parser.add_argument("--client-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--direct-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -513,7 +378,7 @@ def main() -> None:
     import uvloop
 
     if args.client_worker:
-        uvloop.run(client_worker(args.port, args.first, args.count))
+        uvloop.run(client_worker(args.port, args.first, args.count, args.sample_every))
         return
     if args.direct_worker:
         uvloop.run(direct_worker(args.endpoints, args.count))

@@ -31,7 +31,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -51,15 +51,15 @@ from libcalico.typha.tls import PeerNotAllowed, TLSConfig
 log = structlog.get_logger(__name__)
 
 _READ_SIZE = 256 * 1024
-Discovery = Callable[[], Awaitable[Sequence[str]]]
 
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """One Typha endpoint."""
+    """One Typha endpoint; ``local`` marks one on this client's own node (tried first)."""
 
     host: str
     port: int
+    local: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -90,6 +90,10 @@ def parse_address(text: str) -> Address:
     return Address(host, port)
 
 
+# A discovery callable returns the current addresses, as text or as Address (which may be marked local).
+Discovery = Callable[[], Awaitable[Sequence[str | Address]]]
+
+
 def is_loopback(host: str) -> bool:
     """Whether a host is this machine's loopback (the default notion of a local Typha)."""
     if host == "localhost":
@@ -103,10 +107,15 @@ def is_loopback(host: str) -> bool:
 def order_addresses(
     addresses: Sequence[Address], local_hosts: set[str] | None = None, rng: random.Random | None = None
 ) -> list[Address]:
-    """Local addresses first, then the rest; each group shuffled so clients spread over replicas."""
+    """Local addresses first, then the rest; each group shuffled so clients spread over replicas.
+
+    Local: marked so by discovery (on this node), else in ``local_hosts`` when given, else loopback.
+    """
     rng = rng or random.Random()
 
     def local(a: Address) -> bool:
+        if a.local:
+            return True
         return a.host in local_hosts if local_hosts is not None else is_loopback(a.host)
 
     near = [a for a in addresses if local(a)]
@@ -224,7 +233,7 @@ class TyphaClient:
     async def _addresses(self) -> list[Address]:
         if self._discovery is not None:
             try:
-                found = [parse_address(a) for a in await self._discovery()]
+                found = [a if isinstance(a, Address) else parse_address(a) for a in await self._discovery()]
             except (OSError, ValueError) as exc:
                 log.warning("typha_discovery_failed", error=str(exc))
                 found = []

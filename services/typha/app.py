@@ -6,7 +6,7 @@ How it works::
       backend (DATASTORE_TYPE …)                                   closed last
       pipelines: felix, bgp, tunnel-ip-allocation                  each reports ready once in sync
       server: listen on ServerHost:ServerPort                      sessions, housekeeping, shedding
-      limits: count replicas (datastore) and nodes → connection limit
+      limits: count replicas (Typha Service endpoints, or the datastore) and nodes → connection limit
       on stop: deregister, stop accepting, bye every client one at a time over ShutdownTimeoutSecs,
                then stop the pipelines
 """
@@ -27,7 +27,7 @@ from services.typha.cli import TyphaSettings
 from services.typha.filtering import SHAPERS
 from services.typha.metrics import TyphaMetrics
 from services.typha.pipeline import Pipeline
-from services.typha.rebalance import ReplicaRegistry, poll_limits
+from services.typha.rebalance import ReplicaCounter, ReplicaRegistry, ServiceReplicas, poll_limits
 from services.typha.server import ServerConfig, TyphaServer
 from services.typha.snapcache import no_shaping
 
@@ -71,8 +71,15 @@ async def wire(lc: Lifecycle, settings: TyphaSettings, *, datastore_env: Mapping
         max_connections=settings.max_connections_upper_limit, tls=settings.tls,
     )
     await server.listen(settings.server_host, settings.server_port)
-    registry = None
-    if rebalancing:
+    registry: ReplicaCounter | None = None
+    if settings.connection_rebalancing_mode == "kubernetes":
+        # Imported here: the Kubernetes client takes half a second to import and only this mode needs it.
+        from libcalico.typha.discovery import ServiceEndpoints
+
+        registry = ServiceReplicas(ServiceEndpoints(
+            settings.k8s_namespace, settings.k8s_service_name, port_name=settings.k8s_port_name,
+            kubeconfig=datastore_env.get("KUBECONFIG", "")).count_replicas)
+    elif settings.connection_rebalancing_mode == "datastore":
         poll = settings.k8s_service_poll_interval_secs
         registry = ReplicaRegistry(backend, replica, ttl=max(3 * poll, 1.0))
 

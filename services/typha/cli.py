@@ -61,7 +61,12 @@ class TyphaSettings(ServiceSettings):
     client_uri_san: str = setting("ClientURISAN", Str(), "", help="required URI SAN of client certificates")
     connection_rebalancing_mode: str = setting(
         "ConnectionRebalancingMode", OneOf("none", "kubernetes", "datastore"), "none",
-        help="none, or share connections between replicas counted in the datastore")
+        help="none; kubernetes: count replicas behind the Typha Service; "
+             "datastore (extension): count replicas registered in the datastore")
+    k8s_namespace: str = setting("K8sNamespace", Str(), "kube-system", help="namespace of the Typha Service")
+    k8s_service_name: str = setting("K8sServiceName", Str(), "calico-typha", help="name of the Typha Service")
+    k8s_port_name: str = setting("K8sPortName", Str(), "calico-typha",
+                                 help="name of the Typha port in the Service's endpoints")
     connection_drop_interval_secs: float = setting("ConnectionDropIntervalSecs", Duration(), 1.0,
                                                    help="time between two connections shed for rebalancing")
     max_connections_upper_limit: int = setting("MaxConnectionsUpperLimit", Int(1), 10000,

@@ -12,11 +12,18 @@ The server then sheds connections above the limit one at a time, a jittered
 ``ConnectionDropIntervalSecs`` apart, so the clients spread over the other
 replicas without a storm.
 
-Calico counts replicas from the Kubernetes endpoints of its Service. Here each
-replica registers itself in the datastore under ``/calico/typha/v1/replicas/``
-with a TTL it keeps refreshing (and deletes on a graceful stop), which works on
-every backend with TTLs (sqlite, etcd); the nodes are the Node resources of the
-felix stream.
+Replicas are counted one of two ways (``ConnectionRebalancingMode``):
+
+- ``kubernetes`` (Calico's way): the distinct ready IPs behind the Typha
+  Service's endpoints (``K8sNamespace``/``K8sServiceName``, port ``K8sPortName``),
+  read through the Kubernetes API whatever the datastore is;
+- ``datastore`` (an extension for clusters without Kubernetes): each replica
+  registers itself under ``/calico/typha/v1/replicas/`` with a TTL it keeps
+  refreshing (and deletes on a graceful stop); works on the backends with TTLs
+  (sqlite, etcd).
+
+When the count fails the limit goes back to the upper limit, as in Calico. The
+nodes are the Node resources of the felix stream.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 
@@ -52,6 +60,34 @@ def calculate_max_conn_limit(
     return target, reason
 
 
+class ReplicaCounter(Protocol):
+    """Counts the live Typha replicas (this one included)."""
+
+    async def count(self) -> int:
+        """The number of replicas; raises DatastoreError or OSError when it cannot tell."""
+
+    async def deregister(self) -> None:
+        """This replica is stopping gracefully."""
+
+
+class ServiceReplicas:
+    """Replicas counted as Calico does: the ready IPs behind the Typha Kubernetes Service.
+
+    ``count_replicas`` is :meth:`libcalico.typha.discovery.ServiceEndpoints.count_replicas`
+    (imported only in that mode: the Kubernetes client is slow to import).
+    """
+
+    def __init__(self, count_replicas: Callable[[], Awaitable[int]]) -> None:
+        self._count = count_replicas
+
+    async def count(self) -> int:
+        """Distinct ready replica IPs on the Typha port; DiscoveryError (an OSError) when unknown."""
+        return await self._count()
+
+    async def deregister(self) -> None:
+        """Nothing to do: Kubernetes takes a stopping pod out of the endpoints."""
+
+
 class ReplicaRegistry:
     """This replica's TTL'd registration in the datastore, and the count of every live one."""
 
@@ -68,7 +104,8 @@ class ReplicaRegistry:
         self._registered = True
 
     async def count(self) -> int:
-        """How many replicas are registered and not expired (this one included)."""
+        """Refresh this replica's registration; return how many are registered and not expired."""
+        await self.refresh()
         listing = await self.backend.list(REPLICA_PREFIX)
         return len(listing.items)
 
@@ -82,7 +119,7 @@ class ReplicaRegistry:
 
 
 async def poll_limits(
-    registry: ReplicaRegistry | None,
+    counter: ReplicaCounter | None,
     count_nodes: Callable[[], int],
     set_limit: Callable[[int], None],
     *,
@@ -92,23 +129,28 @@ async def poll_limits(
     interval: float,
     stopping: asyncio.Event,
 ) -> None:
-    """Refresh the registration and recompute the limit every ``interval`` until ``stopping`` is set."""
+    """Count replicas and recompute the limit every ``interval`` until ``stopping`` is set.
+
+    A failed count sets the upper limit (reason ``error``), as Calico does.
+    """
     active: int | None = None
     while not stopping.is_set():
         replicas = 1
-        if registry is not None:
+        error = None
+        if counter is not None:
             try:
-                await registry.refresh()
-                replicas = await registry.count()
-            except DatastoreError as exc:
-                log.warning("replica_count_failed", error=str(exc))
-                replicas = 0
-        if replicas > 0:
-            nodes = count_nodes()
+                replicas = await counter.count()
+            except (DatastoreError, OSError) as exc:  # discovery errors are OSErrors
+                error = str(exc)
+        nodes = count_nodes()
+        if error is not None or replicas <= 0:
+            log.warning("replica_count_failed", error=error or "no replicas found")
+            target, reason = upper, "error"
+        else:
             target, reason = calculate_max_conn_limit(lower, upper, replicas, nodes, syncer_types)
-            if target != active:
-                log.info("connection_limit", limit=target, reason=reason, replicas=replicas, nodes=nodes)
-                set_limit(target)
-                active = target
+        if target != active:
+            log.info("connection_limit", limit=target, reason=reason, replicas=replicas, nodes=nodes)
+            set_limit(target)
+            active = target
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval)

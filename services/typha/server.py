@@ -10,12 +10,12 @@ How it works::
     drain (on stop)              ── stop accepting; bye: shutdown to one session at a time,
                                     paced to finish inside ShutdownTimeoutSecs
 
-Nothing slow runs in the accept loop: each TLS handshake is driven by that
-connection's own transport under the handshake deadline, and the session
-starts only when it is done (a stalled handshake in the accept loop was
-Calico's CVE-2023-41378). A failed or timed-out handshake closes only that
-connection; the transport does not hand it to a session, so it is not logged
-per connection.
+Nothing slow runs in the accept loop (a stalled handshake in the accept loop
+was Calico's CVE-2023-41378). With TLS the listener accepts plain sockets and
+hands each to its own task, which wraps it (``connect_accepted_socket``) and
+runs the handshake under the handshake deadline; the session starts only when
+it is done. A failed or timed-out handshake closes only that connection and
+leaves one log line, ``tls_handshake_failed``, with the peer and the reason.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class TyphaServer:
         self.tick = max(0.05, min(1.0, config.ping_interval / 2, config.handshake_timeout / 4))
         self._rng = rng or random.Random()
         self._listener: asyncio.Server | None = None
+        self._tls_socket: socket.socket | None = None
+        self._tls_accept: asyncio.Task[None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._accepting = False
         self.port = 0
         metrics.max_connections.set(max_connections)
@@ -85,14 +89,15 @@ class TyphaServer:
 
     async def listen(self, host: str, port: int) -> int:
         """Start accepting on ``host:port`` (empty host: every address); return the bound port."""
-        tls = self.ssl_context is not None
-        # With TLS, the transport does each handshake for its own connection, under the handshake
-        # deadline, before the session starts: the accept loop never waits for one.
-        self._listener = await asyncio.start_server(
-            self._accept, host or None, port, backlog=1024, reuse_address=True, ssl=self.ssl_context,
-            ssl_handshake_timeout=self.config.handshake_timeout if tls else None)
+        if self.ssl_context is None:
+            self._listener = await asyncio.start_server(self._accept, host or None, port, backlog=1024,
+                                                        reuse_address=True)
+            self.port = int(self._listener.sockets[0].getsockname()[1])
+        else:
+            self._tls_socket = _listen_socket(host, port)
+            self.port = int(self._tls_socket.getsockname()[1])
+            self._tls_accept = asyncio.create_task(self._accept_tls(self._tls_socket), name="typha-accept")
         self._accepting = True
-        self.port = int(self._listener.sockets[0].getsockname()[1])
         log.info("typha_listening", host=host or "*", port=self.port, tls=self.tls is not None,
                  replica=self.replica, max_connections=self.max_connections)
         return self.port
@@ -102,18 +107,67 @@ class TyphaServer:
         self._accepting = False
         if self._listener is not None:
             self._listener.close()
+        if self._tls_accept is not None:
+            self._tls_accept.cancel()
+        if self._tls_socket is not None:
+            self._tls_socket.close()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _admit(self) -> bool:
+        """Count an accepted connection; False (and counted as dropped) when at the limit or stopping."""
         self.metrics.connections_accepted.inc()
         if not self._accepting or len(self.sessions) >= self.max_connections:
-            # At the limit (or stopping): close at once, before any TLS work, so the client moves on.
             self.metrics.connections_dropped.inc()
+            return False
+        return True
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._admit():
+            # At the limit (or stopping): close at once, so the client moves on.
             writer.transport.abort()
             return
+        await self._serve(reader, writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(self, reader, writer)
         session.task = asyncio.current_task()
         self.sessions.add(session)
         await session.run()
+
+    async def _accept_tls(self, sock: socket.socket) -> None:
+        """The TLS accept loop: admit or refuse each connection, then hand it to its own task."""
+        loop = asyncio.get_running_loop()
+        for _ in iter(int, 1):  # until cancelled (stop_accepting)
+            try:
+                conn, addr = await loop.sock_accept(sock)
+            except OSError as exc:  # e.g. out of file descriptors: pause instead of spinning
+                log.warning("typha_accept_failed", error=str(exc))
+                await asyncio.sleep(0.1)
+                continue
+            if not self._admit():
+                conn.close()  # before any TLS work, so the client moves on
+                continue
+            task = asyncio.create_task(self._tls_connection(conn, addr), name=f"typha-tls-{_peer(addr)}")
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _tls_connection(self, conn: socket.socket, addr: object) -> None:
+        """One connection's TLS handshake under the deadline, then its session; a failure is logged once."""
+        assert self.ssl_context is not None
+        loop = asyncio.get_running_loop()
+        conn.setblocking(False)
+        reader = asyncio.StreamReader(limit=2**20)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self.ssl_context, ssl_handshake_timeout=self.config.handshake_timeout)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError and the handshake timeout are OSErrors
+            self.metrics.connections_dropped.inc()
+            log.info("tls_handshake_failed", peer=_peer(addr), reason=_tls_reason(exc),
+                     error=str(exc) or type(exc).__name__)
+            conn.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._serve(reader, writer)
 
     def forget(self, session: Session) -> None:
         """A session ended."""
@@ -193,9 +247,40 @@ class TyphaServer:
     async def close(self) -> None:
         """End every session and the listener (after a drain, or on a hard stop)."""
         self.stop_accepting()
+        for task in list(self._handshakes):
+            task.cancel()
         for s in list(self.sessions):
             s.end("shutdown", ByeReason.SHUTDOWN)
         await self._wait_sessions(2.0)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._listener.wait_closed(), 2.0)
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``host:port`` (empty host: every address, IPv6 too if we can)."""
+    if not host:
+        if socket.has_dualstack_ipv6():
+            sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=1024)
+        else:
+            sock = socket.create_server(("0.0.0.0", port), backlog=1024)
+    else:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.create_server(address[:2], family=family, backlog=1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _peer(addr: object) -> str:
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """A short reason for a failed handshake: OpenSSL's reason code, or what else happened."""
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc.library or "ssl-error")
+    if isinstance(exc, TimeoutError) or "longer than" in str(exc):  # the transport's deadline message
+        return "handshake-timeout"
+    if isinstance(exc, ConnectionError):
+        return "connection-lost"
+    return type(exc).__name__

@@ -7,7 +7,11 @@ How it works::
                    reader task: pings/pongs ◄─────────┤
                                                       ▼
         writer (this task): snapshot frames of the joined breadcrumb, status, then
-        walk the chain: every breadcrumb's bytes for this node, batched, one write per wake-up
+        catch up: walk the chain, every breadcrumb's bytes for this node, batched, one write
+                  per turn, waiting for this socket only
+        follow:   once caught up, join the pipeline's fast path: the publisher writes each new
+                  breadcrumb straight to this socket (take()); this task sleeps until the socket's
+                  buffers fill (then it catches up again) or the session ends
 
 Every session is its own task, so a slow handshake or a client that stops
 reading holds up nobody else. A session's writes wait for its own socket only
@@ -84,6 +88,8 @@ class Session:
         self.bytes_sent = 0
         self.task: asyncio.Task[None] | None = None
         self.ending: str | None = None
+        self._wake = asyncio.Event()  # set when this session leaves the fast path
+        self._transport = writer.transport
 
     @property
     def streaming(self) -> bool:
@@ -115,6 +121,7 @@ class Session:
     def _finish(self, reason: str, detail: str) -> None:
         self.ending = self.ending or reason
         if self.pipeline is not None:
+            self.pipeline.unfollow(self)
             self.server.metrics.connections_active.labels(self.pipeline.name).dec()
         if self.ending not in ("closed",):
             self.server.metrics.connections_dropped.inc()
@@ -223,12 +230,19 @@ class Session:
         self.snapshot_done = True
         pipeline_metrics = self.server.metrics
         pipeline_metrics.snapshot_send_secs.labels(pipeline.name).observe(time.monotonic() - started)
-        latency = pipeline_metrics.client_latency_secs.labels(pipeline.name)
-        tick = self.server.tick
+        latency = pipeline_metrics.client_latency_secs
         for _ in iter(int, 1):  # until the session is ended from outside
             position = self.position
             if position.next is None:
-                await pipeline.wait_next(position, tick)
+                # Caught up: from now on the publisher writes each breadcrumb to us directly. No await
+                # between the check above and joining, so no breadcrumb can slip in between.
+                self._wake.clear()
+                pipeline.follow(self)
+                await self._wake.wait()
+                pipeline.unfollow(self)
+                if self._transport.is_closing():
+                    raise SessionEnded(self.ending or "connection-lost", "transport closing")
+                await self._drain()
                 continue
             oldest = position.next.published
             parts: list[bytes] = []
@@ -242,8 +256,24 @@ class Session:
             self.position = position
             if parts:
                 self._write(b"".join(parts))
-            latency.observe(max(0.0, time.monotonic() - oldest))
+            latency.observe(pipeline.name, max(0.0, time.monotonic() - oldest))
             await self._drain()
+
+    def take(self, crumb: Breadcrumb) -> bool:
+        """Fast path (called by the publisher): write ``crumb``; False when this session must leave it."""
+        transport = self._transport
+        if self.ending is not None or transport.is_closing():
+            self._wake.set()
+            return False
+        data = crumb.delta_bytes(self.node)
+        if data:
+            transport.write(data)
+            self.bytes_sent += len(data)
+        self.position = crumb
+        if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            self._wake.set()  # the socket is full: catch up on our own, waiting for this socket only
+            return False
+        return True
 
     # ------------------------------------------------------------ output
 

@@ -96,6 +96,12 @@ async def test_snapshot_deltas_and_per_node_filtering(
             assert f"\n{name}" in metrics, name
         assert typha.metric("typha_connections_active", syncer="felix") == 1
         assert typha.metric("typha_cache_size", syncer="felix") == len(felix_expected(written, "n1")) + 0
+        # The deltas went out on the fast path: written by the publisher to the caught-up client,
+        # with a batching wait and a fan-out time recorded per breadcrumb (idle stream: no batching).
+        assert typha.metric("typha_fanout_secs_count", syncer="felix") >= 1
+        assert typha.metric("typha_breadcrumb_wait_secs_count", syncer="felix") >= 1
+        assert typha.metric("typha_fanout_fallbehind_total", syncer="felix") == 0
+        assert typha.metric("typha_client_latency_secs_count", syncer="felix") >= 1
     finally:
         for c in clients:
             await c.stop()

@@ -113,8 +113,18 @@ async def test_refused_clients(typha: TyphaProcess, pki: PKI, tmp_path: Path) ->
         msg = None
     assert msg is None or msg.get("type") == "error"
     raw.close()
-    # Only the wrong-CN client got as far as a session; the others failed in the TLS handshake.
+    # Only the wrong-CN client got as far as a session; the others failed in the TLS handshake,
+    # each leaving one log line with its address and the reason.
     assert not typha.find_all("client_accepted")
+    def reasons() -> list[str] | None:
+        found = [e["reason"] for e in typha.find_all("tls_handshake_failed")]
+        return found if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in found else None
+
+    found = await async_wait_until(reasons, 10, "handshake failures logged")
+    # The untrusted client (one line per attempt; it retried meanwhile), then the one without a certificate.
+    assert found[-1] == "PEER_DID_NOT_RETURN_A_CERTIFICATE" and found.count(found[-1]) == 1, found
+    assert found[:-1] and set(found[:-1]) == {"CERTIFICATE_VERIFY_FAILED"}, found
+    assert all(e["peer"].startswith("127.0.0.1:") for e in typha.find_all("tls_handshake_failed"))
     # Plain TCP to a TLS server gets nowhere either.
     plain = await RawClient.connect(typha.port)
     plain.writer.write(hello("n1"))
@@ -136,10 +146,16 @@ async def test_stalled_tcp_clients_do_not_delay_anyone(typha: TyphaProcess, pki:
         await _sync(typha, client_tls(pki, pki.client), timeout=10)
         took = time.monotonic() - started
         assert took < 2.0, f"a good client waited {took:.2f}s behind stalled handshakes"
-        # The stalled ones are closed at the handshake deadline (3 s), not before it.
+        # The stalled ones are closed at the handshake deadline (3 s), not before it, one log line each.
         for raw in stalled:
             assert await raw.closed_by_server(timeout=10)
         assert time.monotonic() - started > 2.5
+        timeouts = await async_wait_until(
+            lambda: [e for e in typha.find_all("tls_handshake_failed") if e["reason"] == "handshake-timeout"]
+            if len(typha.find_all("tls_handshake_failed")) >= len(stalled) else None, 10, "timeouts logged")
+        assert len(timeouts) == len(stalled)
+        assert {e["peer"] for e in timeouts} == {
+            "{}:{}".format(*raw.writer.get_extra_info("sockname")[:2]) for raw in stalled}
     finally:
         for raw in stalled:
             raw.close()

@@ -18,6 +18,8 @@ def test_calico_defaults() -> None:
     assert (s.server_ping_interval_secs, s.server_pong_timeout_secs, s.server_handshake_timeout_secs) == (10, 60, 10)
     assert (s.shutdown_timeout_secs, s.shutdown_connection_drop_interval_max_secs) == (300, 1)
     assert s.connection_rebalancing_mode == "none" and not s.tls.enabled
+    assert (s.k8s_namespace, s.k8s_service_name, s.k8s_port_name) == ("kube-system", "calico-typha", "calico-typha")
+    assert s.server_batch_interval_secs == 0.05
     assert SPEC.config_file == "/etc/calico/typha.cfg"
 
 
