@@ -4,7 +4,7 @@ How it works (Calico's ``PolicySorter`` / ``PolicyResolver``)::
 
     policies matching an endpoint ──► grouped by tier
         tiers sorted by (order, name)     a tier without a Tier resource sorts last
-        policies sorted by (order, name)  no order = +inf
+        policies sorted by (order, name/namespace/kind)  no order = +inf
     ──► TierInfo(name, ingress policy names, egress policy names, default action)
 
 Staged policies never get here. For a workload only ordinary policies count;
@@ -45,8 +45,9 @@ class PolicyRecord:
 
     @property
     def sort_key(self) -> tuple[float, str]:
-        """Order within a tier."""
-        return (self.order, self.id.name)
+        """Order within a tier: Felix's PolKVLess, order then ``<name>/<namespace>/<kind>``."""
+        meta = self.resource.metadata
+        return (self.order, f"{meta.name}/{self.namespace or ''}/{self.resource.KIND.kind}")
 
 
 def policy_record(key: str, policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyRecord:

@@ -7,7 +7,8 @@ How it works (Calico's ``L3RouteResolver`` / ``VXLANResolver``)::
         an address borrowed by another node (attribute secondary.node) ──► /32 (/128) route to it
     Node  {bgp.ipv4Address, ipv4VXLANTunnelAddr, vxlanTunnelMACAddr}
         ──► VXLANTunnelEndpointUpdate (every node, this one included: the dataplane
-            configures its own vxlan.calico from it; a remote node needs a MAC)
+            configures its own vxlan.calico from it; a node without vxlanTunnelMACAddr
+            gets Calico's generated MAC in the dataplane)
     IPPool ──► IPAMPoolUpdate (natOutgoing → masquerade); the pool that holds a block
                gives the route its encapsulation ("vxlan" when vxlanMode is not Never)
                and NAT flag; same_subnet tells CrossSubnet whether to encapsulate.
@@ -110,8 +111,8 @@ class RouteResolver:
             tunnel = node.spec.ipv4VXLANTunnelAddr
             parent = _interface(node, 4)
             mac = node.spec.vxlanTunnelMACAddr or ""
-            if not tunnel or parent is None or (not mac and name != self.hostname):
-                continue
+            if not tunnel or parent is None:
+                continue  # an empty MAC: the dataplane uses Calico's generated one (sha1 of the name)
             out[name] = VXLANTunnelEndpointUpdate(node=name, mac=mac, ipv4_addr=str(tunnel),
                                                   parent_device_ip=str(parent.ip))
         return out
