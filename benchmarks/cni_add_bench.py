@@ -4,7 +4,8 @@ Builds a "host" network namespace on an underlay (tests.fixtures.netns), a pool 
 datastore, and ``--pods`` empty pod namespaces. Then, for each pod:
 
 - *process*: ``ip netns exec <host> calico`` with CNI_COMMAND=ADD, netconf on stdin, wall time from
-  spawn to exit (Python start-up and imports included: what kubelet waits for);
+  spawn to exit (Python start-up and imports included: what kubelet waits for), and the CPU time
+  (user + system) the process used, which a loaded machine disturbs much less than wall time;
 - *in-process*: the same request handled by ``services.cni.invocation.run`` in one long-lived
   interpreter inside the host namespace (the plugin's own work: IPAM, veth, addresses, routes,
   sysctls, WorkloadEndpoint).
@@ -13,9 +14,13 @@ Every ADD is followed later by a DEL (also timed). ``--datastore etcdv3`` runs a
 etcd reached through a relay into the host namespace. Addresses live only in the namespaces made
 here (pool 10.66.0.0/20, underlay 10.0.0.0/24).
 
+``--plugin-root DIR`` puts DIR first on the plugins' import path, to time another copy of the code
+(say, a checkout of an older commit) under the same conditions; without it the plugins are this tree's.
+The in-process round always runs this tree's code, so it is left out when ``--plugin-root`` is given.
+
 Run from the repository root, as root::
 
-    .venv/bin/python -m benchmarks.cni_add_bench [--pods 100] [--datastore sqlite|etcdv3]
+    .venv/bin/python -m benchmarks.cni_add_bench [--pods 100] [--datastore sqlite|etcdv3] [--plugin-root DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,19 +67,25 @@ def env_for(command: str, container: str, netns: str, bindir: Path) -> dict[str,
 
 def process_round(host: Host, bindir: Path, conf: dict[str, Any], pods: list[str], tag: str) -> dict[str, Any]:
     """Time each ADD (then each DEL) as a separate plugin process."""
-    adds: list[float] = []
-    dels: list[float] = []
+    out: dict[str, Any] = {}
     body = json.dumps(conf).encode()
-    for command, samples in (("ADD", adds), ("DEL", dels)):
+    for command in ("ADD", "DEL"):
+        walls: list[float] = []
+        cpus: list[float] = []
         for i, ns in enumerate(pods):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             proc = subprocess.run(["ip", "netns", "exec", host.name, str(bindir / "calico")],
                                   env=env_for(command, f"{tag}{i}", f"/run/netns/{ns}", bindir),
                                   input=body, capture_output=True, timeout=120)
-            samples.append(time.perf_counter() - started)
+            walls.append(time.perf_counter() - started)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
             if proc.returncode != 0:
                 raise RuntimeError(f"{command} failed: {proc.stdout.decode()} {proc.stderr.decode()[-500:]}")
-    return {"add": percentiles(adds), "del": percentiles(dels)}
+        out[command.lower()] = percentiles(walls)
+        out[f"{command.lower()}_cpu"] = percentiles(cpus)
+    return out
 
 
 def inprocess_round(host: Host, bindir: Path, conf: dict[str, Any], pods: list[str], tag: str) -> dict[str, Any]:
@@ -132,8 +144,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         bindir = tmp / "bin"
         bindir.mkdir()
+        prefix = f"import sys\nsys.path.insert(0, {str(args.plugin_root)!r})\n" if args.plugin_root else ""
         for name, module in (("calico", "calico"), ("calico-ipam", "ipam")):
-            (bindir / name).write_text(f"#!{sys.executable}\nfrom services.cni.{module} import main\nmain()\n")
+            (bindir / name).write_text(f"#!{sys.executable}\n{prefix}from services.cni.{module} import main\nmain()\n")
             (bindir / name).chmod(0o755)
         host = pool.host("bh", "10.0.0.1", pool.underlay())
         host.exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
@@ -147,9 +160,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico", "nodename": "bench-node",
                     "ipam": {"type": "calico-ipam"}, "ipam_lock_file": str(tmp / "ipam.lock"), **fields}
             pods = [pool.netns(f"p{i}").name for i in range(args.pods)]
-            result = {"datastore": args.datastore, "pods": args.pods,
+            result = {"datastore": args.datastore, "pods": args.pods, "plugin_root": str(args.plugin_root or ROOT),
+                      "load_average": [round(x, 2) for x in os.getloadavg()],
                       "process": process_round(host, bindir, conf, pods, "a"),
-                      "in_process": inprocess_round(host, bindir, conf, pods, "b")}
+                      "in_process": None if args.plugin_root else inprocess_round(host, bindir, conf, pods, "b")}
         return result
     finally:
         pool.cleanup()
@@ -159,6 +173,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=100)
     parser.add_argument("--datastore", choices=("sqlite", "etcdv3"), default="sqlite")
+    parser.add_argument("--plugin-root", type=Path, help="import the plugins from this tree instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     from services.cni.invocation import configure_logging

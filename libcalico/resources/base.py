@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from libcalico.errors import MultiValidationError, ValidationError
 
 API_VERSION = "projectcalico.org/v3"
-# libyaml's parser when PyYAML was built with it: about 10x faster on big files.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
@@ -177,6 +174,9 @@ def all_kinds() -> list[type[Resource]]:
 
 def kind_class(kind: str) -> type[Resource]:
     """The class of a kind by its exact name (``NetworkPolicy``); raise ValidationError."""
+    cls = _KINDS.get(kind)
+    if cls is not None:
+        return cls
     _ensure_loaded()
     try:
         return _KINDS[kind]
@@ -202,9 +202,23 @@ def kind_for_plural(plural: str) -> type[Resource] | None:
     return None
 
 
+_ALL_LOADED = False
+
+
 def _ensure_loaded() -> None:
-    # The kinds register themselves on import of the package.
-    import libcalico.resources  # noqa: F401
+    # The kinds register themselves when their modules are imported, and those load lazily (see the
+    # package): import them all, then put the registry in the package's order whatever loaded first.
+    global _ALL_LOADED
+    if _ALL_LOADED:
+        return
+    from libcalico.resources import _KIND_MODULES, _load_all
+
+    _load_all()
+    rank = {f"libcalico.resources.{module}": i for i, module in enumerate(_KIND_MODULES)}
+    ordered = sorted(_KINDS.values(), key=lambda cls: rank.get(cls.__module__, len(rank)))
+    _KINDS.clear()
+    _KINDS.update((cls.KIND.kind, cls) for cls in ordered)
+    _ALL_LOADED = True
 
 
 # ---------------------------------------------------------------- errors
@@ -283,8 +297,12 @@ def decode_documents(text: str, source: str = "<stdin>") -> list[Any]:
             raise ValidationError("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                                   source=source) from None
         return data if isinstance(data, list) else [data]
+    import yaml  # only YAML input needs it
+
+    # libyaml's parser when PyYAML was built with it: about 10x faster on big files.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d is not None]
+        return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

@@ -1,4 +1,4 @@
-"""The Linux side of a Calico pod interface: a veth pair, addresses, routes and sysctls (pyroute2).
+"""The Linux side of a Calico pod interface: a veth pair, addresses, routes and sysctls (rtnetlink).
 
 What ADD leaves behind (Calico's ``DoNetworking``)::
 
@@ -13,26 +13,70 @@ The "host" is whatever network namespace the plugin runs in. ADD first removes
 a same-named host veth and a same-named container interface, so running it
 twice converges. DEL removes the container interface (its host peer goes with
 it) and does nothing when the namespace is gone.
+
+The netlink requests go through :mod:`.rtnetlink` (not pyroute2: see there why)
+and run inline: the kernel answers each in well under a millisecond, bar veth
+creation and deletion (a few ms), and running them in order keeps an undo from
+racing the setup it undoes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pyroute2 import AsyncIPRoute
-from pyroute2 import netns as pnetns
-from pyroute2.netlink.exceptions import NetlinkError
-
 from services.cni.errors import DATAPLANE_FAILURE, UNKNOWN_CONTAINER, CniError
+from services.cni.rtnetlink import (
+    IFA_ADDRESS,
+    IFA_FLAGS,
+    IFA_LOCAL,
+    IFF_UP,
+    IFLA_ADDRESS,
+    IFLA_IFNAME,
+    IFLA_INFO_DATA,
+    IFLA_INFO_KIND,
+    IFLA_LINKINFO,
+    IFLA_MTU,
+    IFLA_NET_NS_FD,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTM_DELLINK,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    VETH_INFO_PEER,
+    Message,
+    NetlinkError,
+    Rtnl,
+    attr,
+    attr_ip,
+    attr_str,
+    attr_u32,
+    dump_rtmsg,
+    format_mac,
+    ifaddrmsg,
+    ifinfomsg,
+    in_netns,
+    rtmsg,
+)
 from services.cni.workload import GATEWAY_V4, GATEWAY_V6, HOST_MAC
 
 SCOPE_LINK = 253
 IFA_F_NODAD = 0x02
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def is_netns(path: str) -> bool:
@@ -51,14 +95,40 @@ def _write_sysctl(path: str, value: str) -> None:
         raise CniError(DATAPLANE_FAILURE, "failed to set sysctl", f"{path}={value}: {exc.strerror}") from None
 
 
-async def _index(ipr: AsyncIPRoute, name: str) -> int | None:
-    found = await ipr.link_lookup(ifname=name)
+def _index(rt: Rtnl, name: str) -> int | None:
+    """The index of the link called ``name``, or None."""
+    try:
+        found = rt.call(RTM_GETLINK, 0, ifinfomsg() + attr_str(IFLA_IFNAME, name))
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
+    return found[0].header[2] if found else None
+
+
+def _link(rt: Rtnl, index: int) -> Message | None:
+    try:
+        found = rt.call(RTM_GETLINK, 0, ifinfomsg(index))
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
     return found[0] if found else None
 
 
-async def _mac(ipr: AsyncIPRoute, index: int) -> str:
-    links = [link async for link in await ipr.link("dump", index=index)]
-    return str(links[0].get("address")) if links else ""
+def _mac(rt: Rtnl, index: int) -> str:
+    link = _link(rt, index)
+    raw = link.attrs.get(IFLA_ADDRESS) if link is not None else None
+    return format_mac(raw) if raw else ""
+
+
+def _set_up(rt: Rtnl, index: int) -> None:
+    rt.call(RTM_NEWLINK, 0, ifinfomsg(index, IFF_UP, IFF_UP))
+
+
+def _routes(rt: Rtnl) -> list[Message]:
+    """Every route of both families, in every table."""
+    return [route for family in _FAMILIES for route in rt.call(RTM_GETROUTE, NLM_F_DUMP, dump_rtmsg(family))]
 
 
 @dataclass
@@ -77,33 +147,36 @@ async def setup(netns: str, ifname: str, host_veth: str, addresses: Sequence[IPI
     if not is_netns(netns):
         raise CniError(UNKNOWN_CONTAINER, "container network namespace does not exist", netns)
     try:
-        return await _setup(netns, ifname, host_veth, addresses, mtu, allow_ip_forwarding)
+        return _setup(netns, ifname, host_veth, addresses, mtu, allow_ip_forwarding)
     except NetlinkError as exc:
         raise CniError(DATAPLANE_FAILURE, "failed to set up the pod interface",
                        f"{host_veth}/{ifname}: netlink error {exc.code}: {exc}") from None
 
 
-async def _setup(netns: str, ifname: str, host_veth: str, addresses: Sequence[IPInterface], mtu: int,
-                 allow_ip_forwarding: bool) -> Wiring:
+def _setup(netns: str, ifname: str, host_veth: str, addresses: Sequence[IPInterface], mtu: int,
+           allow_ip_forwarding: bool) -> Wiring:
     has_v6 = any(a.version == 6 for a in addresses)
-    async with AsyncIPRoute() as host, AsyncIPRoute(netns=netns, flags=0) as cont:
-        stale = await _index(host, host_veth)
+    with Rtnl() as host, Rtnl(netns) as cont:
+        stale = _index(host, host_veth)
         if stale is not None:
-            await host.link("del", index=stale)
-        stale = await _index(cont, ifname)
+            host.call(RTM_DELLINK, 0, ifinfomsg(stale))
+        stale = _index(cont, ifname)
         if stale is not None:
-            await cont.link("del", index=stale)
-        fd = os.open(netns, os.O_RDONLY)
+            cont.call(RTM_DELLINK, 0, ifinfomsg(stale))
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            await host.link("add", ifname=host_veth, kind="veth", mtu=mtu,
-                            peer={"ifname": ifname, "net_ns_fd": fd, "mtu": mtu})
+            peer = ifinfomsg() + attr_str(IFLA_IFNAME, ifname) + attr_u32(IFLA_NET_NS_FD, fd) + attr_u32(IFLA_MTU, mtu)
+            info = attr(IFLA_INFO_KIND, b"veth") + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer))
+            host.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
+                      ifinfomsg() + attr_str(IFLA_IFNAME, host_veth) + attr_u32(IFLA_MTU, mtu)
+                      + attr(IFLA_LINKINFO, info))
         finally:
             os.close(fd)
-        hidx = await _index(host, host_veth)
-        cidx = await _index(cont, ifname)
+        hidx = _index(host, host_veth)
+        cidx = _index(cont, ifname)
         if hidx is None or cidx is None:
             raise CniError(DATAPLANE_FAILURE, "veth pair vanished after creation", f"{host_veth}/{ifname}")
-        await host.link("set", index=hidx, address=HOST_MAC)
+        host.call(RTM_NEWLINK, 0, ifinfomsg(hidx) + attr(IFLA_ADDRESS, bytes.fromhex(HOST_MAC.replace(":", ""))))
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{host_veth}/proxy_arp", "1")
         _write_sysctl(f"/proc/sys/net/ipv4/neigh/{host_veth}/proxy_delay", "0")
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{host_veth}/forwarding", "1")
@@ -112,35 +185,38 @@ async def _setup(netns: str, ifname: str, host_veth: str, addresses: Sequence[IP
             _write_sysctl(f"/proc/sys/net/ipv6/conf/{host_veth}/accept_ra", "0")
             _write_sysctl(f"/proc/sys/net/ipv6/conf/{host_veth}/proxy_ndp", "1")
             _write_sysctl(f"/proc/sys/net/ipv6/conf/{host_veth}/forwarding", "1")
-        await host.link("set", index=hidx, state="up")
-        await cont.link("set", index=cidx, state="up")
+        _set_up(host, hidx)
+        _set_up(cont, cidx)
         for addr in addresses:
-            extra = {"IFA_FLAGS": IFA_F_NODAD} if addr.version == 6 else {}
-            await cont.addr("add", index=cidx, address=str(addr.ip), prefixlen=addr.max_prefixlen, **extra)
+            ip = str(addr.ip)
+            if addr.version == 4:
+                body = ifaddrmsg(socket.AF_INET, 32, cidx) + attr_ip(IFA_LOCAL, ip) + attr_ip(IFA_ADDRESS, ip)
+            else:
+                body = ifaddrmsg(socket.AF_INET6, 128, cidx) + attr_ip(IFA_ADDRESS, ip) + attr_u32(IFA_FLAGS, IFA_F_NODAD)
+            cont.call(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+        oif = attr_u32(RTA_OIF, cidx)
         if any(a.version == 4 for a in addresses):
-            await cont.route("add", dst=f"{GATEWAY_V4}/32", oif=cidx, scope=SCOPE_LINK)
-            await cont.route("add", dst="0.0.0.0/0", gateway=GATEWAY_V4, oif=cidx)
+            cont.call(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+                      rtmsg(socket.AF_INET, 32, SCOPE_LINK) + attr_ip(RTA_DST, GATEWAY_V4) + oif)
+            cont.call(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+                      rtmsg(socket.AF_INET, 0) + attr_ip(RTA_GATEWAY, GATEWAY_V4) + oif)
         if has_v6:
-            await cont.route("add", dst="::/0", gateway=GATEWAY_V6, oif=cidx)
+            cont.call(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+                      rtmsg(socket.AF_INET6, 0) + attr_ip(RTA_GATEWAY, GATEWAY_V6) + oif)
         for addr in addresses:
-            await host.route("replace", dst=f"{addr.ip}/{addr.max_prefixlen}", oif=hidx, scope=SCOPE_LINK)
-        container_mac = await _mac(cont, cidx)
+            family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+            host.call(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE,
+                      rtmsg(family, addr.max_prefixlen, SCOPE_LINK) + attr_ip(RTA_DST, str(addr.ip))
+                      + attr_u32(RTA_OIF, hidx))
+        container_mac = _mac(cont, cidx)
     if allow_ip_forwarding:
-        await _container_forwarding(netns)
+        _container_forwarding(netns)
     return Wiring(host_veth, HOST_MAC, ifname, container_mac)
 
 
-async def _container_forwarding(netns: str) -> None:
+def _container_forwarding(netns: str) -> None:
     """Turn on IPv4 forwarding inside the container (Calico's ``allow_ip_forwarding``)."""
-
-    def work() -> None:
-        pnetns.pushns(netns)
-        try:
-            _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
-        finally:
-            pnetns.popns()
-
-    await asyncio.to_thread(work)
+    in_netns(netns, lambda: _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1"))
 
 
 async def teardown(netns: str, ifname: str) -> bool:
@@ -148,11 +224,11 @@ async def teardown(netns: str, ifname: str) -> bool:
     if not netns or not is_netns(netns):
         return False
     try:
-        async with AsyncIPRoute(netns=netns, flags=0) as cont:
-            idx = await _index(cont, ifname)
+        with Rtnl(netns) as cont:
+            idx = _index(cont, ifname)
             if idx is None:
                 return False
-            await cont.link("del", index=idx)
+            cont.call(RTM_DELLINK, 0, ifinfomsg(idx))
             return True
     except NetlinkError as exc:
         raise CniError(DATAPLANE_FAILURE, "failed to remove the pod interface",
@@ -176,24 +252,25 @@ async def observe(netns: str, ifname: str, host_veth: str) -> Observed:
     if not is_netns(netns):
         return Observed(False)
     seen = Observed(True)
-    async with AsyncIPRoute() as host, AsyncIPRoute(netns=netns, flags=0) as cont:
-        hidx = await _index(host, host_veth)
+    with Rtnl() as host, Rtnl(netns) as cont:
+        hidx = _index(host, host_veth)
         if hidx is not None:
-            links = [link async for link in await host.link("dump", index=hidx)]
-            seen.host_link_up = bool(links and links[0]["flags"] & 1)
-            for family in (2, 10):
-                for route in [r async for r in await host.route("dump", family=family)]:
-                    if route.get("oif") == hidx and route.get("dst"):
-                        seen.host_routes.add(f"{route.get('dst')}/{route['dst_len']}")
-        cidx = await _index(cont, ifname)
+            link = _link(host, hidx)
+            seen.host_link_up = bool(link is not None and link.header[3] & IFF_UP)
+            for route in _routes(host):
+                dst = route.ip(RTA_DST)
+                if route.u32(RTA_OIF) == hidx and dst:
+                    seen.host_routes.add(f"{dst}/{route.header[1]}")
+        cidx = _index(cont, ifname)
         if cidx is None:
             return seen
-        links = [link async for link in await cont.link("dump", index=cidx)]
-        seen.container_link_up = bool(links and links[0]["flags"] & 1)
-        for addr in [a async for a in await cont.addr("dump", index=cidx)]:
-            seen.container_addresses.add(f"{addr.get('address')}/{addr['prefixlen']}")
-        for family in (2, 10):
-            for route in [r async for r in await cont.route("dump", family=family)]:
-                if route["dst_len"] == 0 and route.get("oif") == cidx and route.get("gateway"):
-                    seen.default_gateways.add(str(route.get("gateway")))
+        link = _link(cont, cidx)
+        seen.container_link_up = bool(link is not None and link.header[3] & IFF_UP)
+        for addr in cont.call(RTM_GETADDR, NLM_F_DUMP, ifaddrmsg(socket.AF_UNSPEC, 0, 0)):
+            if addr.header[4] == cidx:
+                seen.container_addresses.add(f"{addr.ip(IFA_ADDRESS)}/{addr.header[1]}")
+        for route in _routes(cont):
+            gateway = route.ip(RTA_GATEWAY)
+            if route.header[1] == 0 and route.u32(RTA_OIF) == cidx and gateway:
+                seen.default_gateways.add(gateway)
     return seen
