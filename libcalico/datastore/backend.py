@@ -119,7 +119,7 @@ class Backend(abc.ABC):
     async def current_revision(self) -> int:
         """The store-wide revision now."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections and background tasks."""
 
     async def __aenter__(self) -> Backend:

@@ -56,10 +56,10 @@ def _now() -> str:
 
 def _parse_revision(res: Resource) -> int | None:
     rv = res.metadata.resourceVersion
-    if rv in (None, ""):
+    if not rv:
         return None
     try:
-        return int(rv)  # type: ignore[arg-type]
+        return int(rv)
     except ValueError:
         raise ValidationError("metadata.resourceVersion", f"{rv!r} is not a revision of this datastore") from None
 

@@ -13,14 +13,14 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from libcalico.errors import MultiValidationError, ValidationError
 
-API_VERSION = "projectcalico.org/v3"
+API_VERSION: Final = "projectcalico.org/v3"
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
