@@ -32,7 +32,7 @@ def check_dns1123_subdomain(value: str, what: str = "name") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > 253:
         raise ValueError(f"{what} {value!r} is longer than 253 characters")
-    if not DNS1123_SUBDOMAIN_RE.match(value):
+    if not DNS1123_SUBDOMAIN_RE.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} is not a valid DNS-1123 subdomain (lowercase letters, digits, '-' and '.', "
             "starting and ending with a letter or digit)"

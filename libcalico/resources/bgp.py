@@ -48,7 +48,7 @@ def split_peer_ip(value: str) -> tuple[str, int | None]:
     """Split a peerIP (``IP``, ``IPv4:port`` or ``[IPv6]:port``) into address and optional port."""
     port: int | None = None
     host = value
-    m4, m6 = _IPV4_PORT_RE.match(value), _IPV6_PORT_RE.match(value)
+    m4, m6 = _IPV4_PORT_RE.fullmatch(value), _IPV6_PORT_RE.fullmatch(value)
     if m4:
         host, port = value.rsplit(":", 1)[0], int(m4.group(5))
     elif m6:
@@ -161,9 +161,9 @@ _LARGE_COMMUNITY = re.compile(r"^(\d+):(\d+):(\d+)$")
 
 def community_problem(value: str) -> str | None:
     """Why ``value`` is not a standard (``aa:nn``) or large (``aa:nn:mm``) community, or None."""
-    if _STANDARD_COMMUNITY.match(value):
+    if _STANDARD_COMMUNITY.fullmatch(value):
         bits = 16
-    elif _LARGE_COMMUNITY.match(value):
+    elif _LARGE_COMMUNITY.fullmatch(value):
         bits = 32
     else:
         return f"invalid community value {value!r} (expected aa:nn or aa:nn:mm)"
@@ -197,7 +197,7 @@ _IGNORED_IFACE_RE = re.compile(r"^[a-zA-Z0-9_.*-]{1,15}$")
 
 
 def _ignored_interface(value: Any) -> str:
-    if not isinstance(value, str) or value == "*" or not _IGNORED_IFACE_RE.match(value):
+    if not isinstance(value, str) or value == "*" or not _IGNORED_IFACE_RE.fullmatch(value):
         raise ValueError(f"invalid interface name {value!r} (1-15 of letters, digits, '_', '.', '-' or '*'; "
                          "not just '*')")
     return value

@@ -37,7 +37,7 @@ _CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 
 
 def _interface(value: Any) -> str:
-    if not isinstance(value, str) or not _INTERFACE_RE.match(value):
+    if not isinstance(value, str) or not _INTERFACE_RE.fullmatch(value):
         raise ValueError(f"invalid interface name {value!r} (1-15 letters, digits, '_', '.' or '-')")
     return value
 
@@ -47,7 +47,7 @@ def _hep_interface(value: Any) -> str:
 
 
 def _container_id(value: Any) -> str:
-    if not isinstance(value, str) or not _CONTAINER_ID_RE.match(value):
+    if not isinstance(value, str) or not _CONTAINER_ID_RE.fullmatch(value):
         raise ValueError(f"invalid containerID {value!r} (letters, digits and '-', starting and ending "
                          "with a letter or digit)")
     return value

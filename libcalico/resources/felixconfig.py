@@ -67,7 +67,7 @@ _KV_RE = re.compile(r"^\s*(\w+)=(.*)$")
 def _key_value_list(value: Any) -> str:
     _string(value)
     for item in value.split(","):
-        if item and not _KV_RE.match(item):
+        if item and not _KV_RE.fullmatch(item):
             raise ValueError(f"{value!r} is not a comma-separated list of key=value pairs")
     return value
 
@@ -79,7 +79,7 @@ _PROMETHEUS_HOST_RE = re.compile(r"^[a-zA-Z0-9:._+-]{1,64}$")
 
 def _matching(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: Any) -> str:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ValueError(f"invalid {what} {value!r}")
         return value
 
@@ -311,7 +311,7 @@ def _spec_problems(spec: pydantic.BaseModel) -> list[tuple[Loc, str]]:
     if total > 0xFFFF:
         problems.append((("routeTableRanges",), "targets too many tables"))
     for key in values["bpfLogFilters"] or {}:
-        if not _IFACE_RE.match(key):
+        if not _IFACE_RE.fullmatch(key):
             problems.append((("bpfLogFilters", key), f"invalid interface name {key!r}"))
     return problems
 

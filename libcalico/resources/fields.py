@@ -60,7 +60,7 @@ def check_label_name(value: str, what: str = "name") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > 63:
         raise ValueError(f"{what} {value!r} is longer than 63 characters")
-    if not _LABEL_RE.match(value):
+    if not _LABEL_RE.fullmatch(value):
         raise ValueError(f"{what} {value!r} must consist of lower case alphanumeric characters or '-' "
                          "and start and end with an alphanumeric character")
     return value
@@ -72,7 +72,7 @@ def check_subdomain(value: str, what: str = "name") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > 253:
         raise ValueError(f"{what} {value!r} is longer than 253 characters")
-    if not _SUBDOMAIN_RE.match(value):
+    if not _SUBDOMAIN_RE.fullmatch(value):
         raise ValueError(f"{what} {value!r} must consist of lower case alphanumeric characters, '-' or '.', "
                          "and start and end with an alphanumeric character")
     return value
@@ -84,13 +84,13 @@ def qualified_name_problem(key: str) -> str | None:
     if slash:
         if not prefix:
             return f"key {key!r} has an empty prefix"
-        if len(prefix) > 253 or not _SUBDOMAIN_RE.match(prefix):
+        if len(prefix) > 253 or not _SUBDOMAIN_RE.fullmatch(prefix):
             return f"key {key!r} has a prefix that is not a DNS-1123 subdomain"
     if not name:
         return f"key {key!r} has an empty name part"
     if len(name) > 63:
         return f"key {key!r} has a name part longer than 63 characters"
-    if not _QUALIFIED_NAME_RE.match(name):
+    if not _QUALIFIED_NAME_RE.fullmatch(name):
         return (f"key {key!r} must consist of alphanumeric characters, '-', '_' or '.', "
                 "and start and end with an alphanumeric character")
     return None
@@ -100,7 +100,7 @@ def label_value_problem(value: str) -> str | None:
     """Why ``value`` is not a valid label value, or None when it is."""
     if len(value) > 63:
         return f"value {value!r} is longer than 63 characters"
-    if not _LABEL_VALUE_RE.match(value):
+    if not _LABEL_VALUE_RE.fullmatch(value):
         return (f"value {value!r} must be empty or consist of alphanumeric characters, '-', '_' or '.', "
                 "and start and end with an alphanumeric character")
     return None
@@ -260,7 +260,7 @@ _MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$
 
 
 def _mac(value: Any) -> str:
-    if not isinstance(value, str) or not _MAC_RE.match(value):
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid MAC address")
     return value
 
@@ -309,7 +309,7 @@ def port_name_problem(name: str) -> str | None:
     """Why ``name`` is not a Kubernetes port name (IANA service name), or None."""
     if len(name) > 15:
         return f"port name {name!r} is longer than 15 characters"
-    if not _PORT_NAME_RE.match(name):
+    if not _PORT_NAME_RE.fullmatch(name):
         return f"port name {name!r} must consist of lower case alphanumeric characters or '-'"
     if "--" in name:
         return f"port name {name!r} must not contain consecutive '-'"
@@ -370,7 +370,7 @@ def duration_seconds(value: str) -> float:
 
 
 def _duration(value: Any) -> str:
-    if not isinstance(value, str) or not (value == "0" or _DURATION_RE.match(value)):
+    if not isinstance(value, str) or not (value == "0" or _DURATION_RE.fullmatch(value)):
         raise ValueError(f"{value!r} is not a duration (e.g. \"90s\", \"1m30s\", \"100ms\")")
     return value
 

@@ -38,7 +38,7 @@ _WG_KEY_RE = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 
 
 def _wireguard_key(value: Any) -> str:
-    if not isinstance(value, str) or not _WG_KEY_RE.match(value):
+    if not isinstance(value, str) or not _WG_KEY_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a WireGuard public key (44 characters of base64)")
     return value
 

@@ -51,7 +51,7 @@ _GNP_NAME_RE = re.compile(rf"^({LABEL_FMT}\.)?{LABEL_FMT}$")
 def _check_policy_name(name: str, pattern: re.Pattern[str], shape: str) -> None:
     if len(name) > 253:
         raise ValueError(f"name is too long by {len(name) - 253} bytes")
-    if not pattern.match(name):
+    if not pattern.fullmatch(name):
         raise ValueError(f"name {name!r} must be {shape} of lower case alphanumeric characters or '-', "
                          "each starting and ending with an alphanumeric character")
 
