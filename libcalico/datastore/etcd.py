@@ -6,12 +6,15 @@ How it works::
         create   txn  if version(key) == 0      then put(key, json, lease)
         update   txn  if version(key) > 0 [and mod(key) == rev]   then put   else get
         delete   txn  if version(key) > 0 [and mod(key) == rev]   then delete(prev_kv) else get
-        list     Range pages of ``page_size`` keys, every page at the first page's revision
+        list     Range pages of ``page_size`` keys, every page at the first page's revision;
+                 ``list_pages`` hands them over one by one (the next one already in flight)
         watch    aetcd watch from revision + 1, resumed on another member after a failure
         ttl      a fresh lease per write, never kept alive: the entry expires unless re-written
 
-Each entry's revision is etcd's ``mod_revision``. A stored value that is not a
-JSON object is skipped by list and seen as a deletion by watch (with a warning).
+Each entry's revision is etcd's ``mod_revision``. Values are parsed by orjson
+(with the json module's answer wherever the two would differ). A stored value
+that is not a JSON object is skipped by list and seen as a deletion by watch,
+with a warning logged once per key and revision.
 A watch whose history was compacted raises ResyncRequired once and ends;
 connection loss beyond the retry budget raises Unavailable.
 """
@@ -21,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,11 +34,14 @@ from aetcd import rpc
 
 from libcalico.datastore.backend import KV, Backend, EventType, JSONMap, ListResult, WatchEvent
 from libcalico.datastore.etcd_codec import (
-    ListingDecoder,
+    RejectLog,
     check_key,
+    collector_paused,
+    decode_page,
     decode_value,
     encode_value,
     lease_seconds,
+    load_json,
     range_end,
 )
 from libcalico.datastore.etcd_config import EtcdConfig
@@ -63,6 +68,7 @@ log = structlog.get_logger(__name__)
 
 LIST_ATTEMPTS = 3
 CANCEL_TIMEOUT = 2.0
+DECODE_CHUNK = 200  # listed values decoded between two turns of the event loop
 
 
 def _ranger(request: rpc.RangeRequest) -> Callable[[EtcdClient], Awaitable[rpc.RangeResponse]]:
@@ -72,6 +78,14 @@ def _ranger(request: rpc.RangeRequest) -> Callable[[EtcdClient], Awaitable[rpc.R
         return client.range(request)
 
     return send
+
+
+def _abandon_watch(task: asyncio.Future[Any]) -> None:
+    """Clean up after a watch creation given up on: cancel the watch if it was made after all."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    closer = asyncio.ensure_future(task.result().cancel())
+    closer.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _raise_if_lost(op: str, key: str, lost: list[RpcFailure]) -> None:
@@ -91,6 +105,7 @@ class EtcdBackend(Backend):
     def __init__(self, config: EtcdConfig) -> None:
         self.config = config
         self._conn = EtcdConnection(config)
+        self._rejects = RejectLog()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> EtcdBackend:
@@ -113,7 +128,7 @@ class EtcdBackend(Backend):
         request = rpc.RangeRequest(key=check_key(key))
         resp = await self._conn.call("get", key, _ranger(request))
         for kv in resp.kvs:
-            value = decode_value(key, kv.value)
+            value = decode_value(key, kv.value, kv.mod_revision, self._rejects)
             if value is None:
                 raise DatastoreError(f"etcd value at {key} is not a JSON object")
             return KV(key, value, kv.mod_revision)
@@ -131,10 +146,22 @@ class EtcdBackend(Backend):
         )
 
     async def _list_once(self, prefix: str) -> ListResult:
-        """One paginated listing; the next page is fetched while this one is decoded."""
-        end = range_end(prefix.encode())
         items: list[KV] = []
-        decoder = ListingDecoder()
+        revision = 0
+        async for page in self.list_pages(prefix):
+            items.extend(page.items)
+            revision = page.revision
+        return ListResult(items, revision)
+
+    async def list_pages(self, prefix: str) -> AsyncIterator[ListResult]:
+        """Yield the entries under ``prefix`` page by page, in key order, all at one revision.
+
+        Each page is a ListResult carrying the listing's revision; there is always at
+        least one (maybe empty). The next page is already being fetched while the caller
+        handles this one. Raises ResyncRequired when the history is compacted under the
+        listing (the caller starts again), Unavailable when etcd cannot be reached.
+        """
+        end = range_end(prefix.encode())
 
         def fetch(start: bytes, revision: int) -> asyncio.Task[rpc.RangeResponse]:
             request = rpc.RangeRequest(
@@ -142,23 +169,31 @@ class EtcdBackend(Backend):
             )
             return asyncio.ensure_future(self._conn.call("list", prefix, _ranger(request)))
 
-        pending = fetch(prefix.encode() or b"\x00", 0)
-        revision = 0
-        try:
-            for _ in range(1 << 40):  # bounded by the keys in the range: every page moves on
-                resp = await pending
-                revision = revision or resp.header.revision
-                more = resp.more and len(resp.kvs) > 0
-                if more:
-                    pending = fetch(resp.kvs[-1].key + b"\x00", revision)
-                items.extend(decoder.decode_page(resp.kvs))
-                if not more:
-                    break
-        finally:
-            if not pending.done():
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
-        return ListResult(items, revision)
+        with collector_paused():
+            pending = fetch(prefix.encode() or b"\x00", 0)
+            revision = 0
+            try:
+                for _ in range(1 << 40):  # bounded by the keys in the range: every page moves on
+                    resp = await pending
+                    revision = revision or resp.header.revision
+                    more = resp.more and len(resp.kvs) > 0
+                    if more:
+                        pending = fetch(resp.kvs[-1].key + b"\x00", revision)
+                    kvs = resp.kvs
+                    page: list[KV] = []
+                    for start in range(0, len(kvs), DECODE_CHUNK):
+                        # Let the loop run between chunks: the next page's request goes out
+                        # (and the caller's work on the last page goes on) while this one decodes.
+                        await asyncio.sleep(0)
+                        page.extend(decode_page(kvs[start:start + DECODE_CHUNK], self._rejects))
+                    del resp, kvs
+                    yield ListResult(page, revision)
+                    if not more:
+                        break
+            finally:
+                if not pending.done():
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
 
     async def current_revision(self) -> int:
         """The store-wide revision now."""
@@ -192,7 +227,7 @@ class EtcdBackend(Backend):
         if not ok:
             _raise_if_lost("create", key, lost)
             raise AlreadyExists(key)
-        return KV(key, json.loads(data), responses[0].response_put.header.revision)
+        return KV(key, load_json(data), responses[0].response_put.header.revision)
 
     async def update(
         self, key: str, value: JSONMap, *, revision: int | None = None, ttl: float | None = None
@@ -216,7 +251,7 @@ class EtcdBackend(Backend):
         if not ok:
             _raise_if_lost("update", key, lost)
             self._raise_precondition(key, revision, responses)
-        return KV(key, json.loads(data), responses[0].response_put.header.revision)
+        return KV(key, load_json(data), responses[0].response_put.header.revision)
 
     async def apply(self, key: str, value: JSONMap, *, ttl: float | None = None) -> KV:
         """Create or unconditionally replace an entry (one put)."""
@@ -230,7 +265,7 @@ class EtcdBackend(Backend):
             )
 
         _, responses = await self._conn.call("apply", key, txn)
-        return KV(key, json.loads(data), responses[0].response_put.header.revision)
+        return KV(key, load_json(data), responses[0].response_put.header.revision)
 
     async def delete(self, key: str, *, revision: int | None = None) -> KV:
         """Remove an entry and return what it held (with its last revision); raise NotFound or RevisionConflict."""
@@ -253,7 +288,7 @@ class EtcdBackend(Backend):
         prev = responses[0].response_delete_range.prev_kvs
         if not prev:  # deleted by someone else between compare and delete cannot happen in a txn
             raise NotFound(key)
-        value = decode_value(key, prev[0].value)
+        value = decode_value(key, prev[0].value, prev[0].mod_revision, self._rejects)
         return KV(key, value if value is not None else {}, prev[0].mod_revision)
 
     @staticmethod
@@ -295,7 +330,7 @@ class EtcdBackend(Backend):
             client = await self._conn.client(deadline)
             stream: Any = None
             try:
-                stream = await client.watch(start, range_end=end, start_revision=next_revision)
+                stream = await self._open_watch(client, start, end, next_revision)
                 async for event in stream:
                     deadline, attempt = None, 0
                     next_revision = event.kv.mod_revision + 1
@@ -332,10 +367,30 @@ class EtcdBackend(Backend):
             attempt += 1
 
     @staticmethod
-    def _event(event: aetcd.rtypes.Event) -> WatchEvent:
+    async def _open_watch(client: EtcdClient, start: bytes, end: bytes, revision: int) -> Any:
+        """Create a watch on ``client``, giving up as soon as the connection drops that client.
+
+        aetcd creates one watch at a time per client; after its stream breaks, creations
+        already queued would each wait out the request timeout in turn (18 watches: minutes).
+        """
+        creating = asyncio.ensure_future(client.watch(start, range_end=end, start_revision=revision))
+        dropped = asyncio.ensure_future(client.dropped.wait())
+        try:
+            await asyncio.wait({creating, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            dropped.cancel()
+            given_up = not creating.done()
+            if given_up:
+                creating.cancel()  # finishes in the background (aetcd re-takes its lock first)
+                creating.add_done_callback(_abandon_watch)
+        if given_up:
+            raise aetcd.ConnectionFailedError("etcd connection dropped while a watch was being created")
+        return creating.result()
+
+    def _event(self, event: aetcd.rtypes.Event) -> WatchEvent:
         key = event.kv.key.decode()
         if event.kind == "PUT":
-            value = decode_value(key, event.kv.value)
+            value = decode_value(key, event.kv.value, event.kv.mod_revision, self._rejects)
             if value is not None:
                 return WatchEvent(EventType.PUT, key, value, event.kv.mod_revision)
         return WatchEvent(EventType.DELETE, key, None, event.kv.mod_revision)

@@ -108,6 +108,10 @@ def classify(exc: BaseException) -> RpcFailure:
         return RpcFailure(Failure.LOST, code, details)
     if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return RpcFailure(Failure.LOST, code, details)
+    if code is grpc.StatusCode.INTERNAL and details == "Internal error from Core":
+        # gRPC's own failure when the channel breaks under a call (seen creating a watch
+        # while the member dies), not an answer from etcd.
+        return RpcFailure(Failure.LOST, code, details)
     if code is grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return RpcFailure(Failure.COMPACTED, code, details)
     return RpcFailure(Failure.REFUSED, code, details)
@@ -142,6 +146,9 @@ class EtcdClient(aetcd.Client):
         )
         self.endpoint = endpoint
         self._tls = tls
+        # Set once the connection drops this client: watch creations still queued in aetcd's
+        # watcher would otherwise each wait out the request timeout, one after another.
+        self.dropped = asyncio.Event()
 
     async def connect(self) -> None:
         """Open the channel (lazily: no network traffic until the first request)."""
@@ -253,6 +260,7 @@ class EtcdConnection:
 
     def discard(self, client: EtcdClient, failure: RpcFailure) -> None:
         """Stop using ``client`` after a connection failure and move on to the next endpoint."""
+        client.dropped.set()
         if self._client is not client:
             return
         self._client = None

@@ -54,15 +54,19 @@ Use::
     async with syncer:          # or: await syncer.run() inside a TaskGroup
         ...
 
-Watch mode, measured with ``SYNCER_BENCH_N=1000 .venv/bin/pytest -q -s -m
-benchmark tests/integration/test_syncer_bench.py`` (felix syncer; 1000 creates,
-each followed by a felix-status write it does not carry; 2 shared cores, so
-wall time is noisy and process CPU is the figure to compare): sqlite
-``shared`` 1.6-2.1 s CPU versus ``per-type`` 3.7-4.0 s (every sqlite watch
-re-reads the event log on each write); etcd 1.4-1.5 s CPU either way. So
-``shared`` is the default for sqlite and ``per-type`` for etcd (the server
-filters by prefix, so other keys' churn never reaches the client) and for
-Kubernetes (one watch per kind). See :mod:`.plan`.
+Watch mode, measured with ``.venv/bin/python -m benchmarks.syncer_watch_modes
+--count 1000`` (felix syncer; 1000 creates, each followed by a felix-status
+write it does not carry; 2 shared cores, so wall time is noisy and process CPU
+is the figure to compare): sqlite ``shared`` 1.6-2.1 s CPU versus ``per-type``
+3.7-4.0 s (every sqlite watch re-reads the event log on each write); etcd
+1.4-1.5 s CPU either way. So ``shared`` is the default for sqlite and
+``per-type`` for etcd (the server filters by prefix, so other keys' churn never
+reaches the client) and for Kubernetes (one watch per kind). See :mod:`.plan`.
+
+Listing: a backend with ``list_pages`` (etcd) is listed page by page, each page
+validated while the next is read; values equal to the ones already sent skip
+validation. Common WorkloadEndpoints are validated by :mod:`.fastpath`. Numbers
+and commands: docs/datastores.md.
 """
 
 from libcalico.syncer.backoff import RetryPolicy

@@ -23,6 +23,7 @@ gets the same deletions as one that lists.
 from __future__ import annotations
 
 import enum
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -84,6 +85,11 @@ class SyncerCore:
         return out
 
     @property
+    def watches_down(self) -> int:
+        """How many watchers have lost the store (or never reached it) and not listed since."""
+        return sum(w.down for w in self._watchers)
+
+    @property
     def in_sync(self) -> bool:
         """Whether every watcher has listed since it last lost the store."""
         return all(w.synced for w in self._watchers)
@@ -101,23 +107,47 @@ class SyncerCore:
     def put(self, wid: int, key: str, value: JSONMap, revision: int) -> list[Output]:
         """One key's current value, from a listing or a watch event."""
         out: list[Output] = []
+        self._put(self._watchers[wid], key, value, revision, out)
+        return out
+
+    def page(self, wid: int, items: Iterable[KV]) -> list[Output]:
+        """Several keys' current values (one page of a listing), in order.
+
+        The cyclic garbage collector is paused meanwhile: every update made here
+        survives, and collecting them generation by generation as a snapshot of
+        100,000 entries builds up costs more than handling them.
+        """
+        out: list[Output] = []
         w = self._watchers[wid]
+        put = self._put
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            for kv in items:
+                put(w, kv.key, kv.value, kv.revision, out)
+        finally:
+            if paused:
+                gc.enable()
+        return out
+
+    def _put(self, w: _Watcher, key: str, value: JSONMap, revision: int, out: list[Output]) -> None:
         rtype = w.type_of(key)
         if rtype is None:
-            return out
+            return
+        old = w.emitted.get(key)
+        if old is not None and (old is value or old == value):
+            # Unchanged: validated and sent already (validation depends on the value alone).
+            if w.seen is not None:
+                w.seen.add(key)
+            return
         if self.validation is not None and not self.validation.accepts(rtype, key, value, revision):
             self._remove(w, key, revision, out)
-            return out
+            return
         if w.seen is not None:
             w.seen.add(key)
-        old = w.emitted.get(key)
-        if old is None:
-            w.emitted[key] = value
-            out.append(Update(key, value, revision, UpdateType.NEW))
-        elif old != value:
-            w.emitted[key] = value
-            out.append(Update(key, value, revision, UpdateType.UPDATED))
-        return out
+        w.emitted[key] = value
+        out.append(Update(key, value, revision, UpdateType.NEW if old is None else UpdateType.UPDATED))
 
     def delete(self, wid: int, key: str, revision: int) -> list[Output]:
         """One key was deleted."""
@@ -150,8 +180,7 @@ class SyncerCore:
     def listed(self, wid: int, items: Iterable[KV], revision: int) -> list[Output]:
         """A whole listing at once: begin_resync, put each item, end_resync."""
         out = self.begin_resync(wid)
-        for kv in items:
-            out.extend(self.put(wid, kv.key, kv.value, kv.revision))
+        out.extend(self.page(wid, items))
         out.extend(self.end_resync(wid, revision))
         return out
 

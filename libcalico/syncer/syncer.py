@@ -4,10 +4,12 @@ How it works::
 
     watch task (one per WatchPlan)            main task
     ───────────────────────────────           ─────────────────────────────────
-    list(prefix) ─► Listed ──┐                core.start()  → on_status(wait-for-datastore)
-    watch(prefix, rev) ─► Events ─► queue ──► core.listed/events/lost → batch → on_updates / on_status
-    ResyncRequired / Unavailable ─► Lost ─┘
-      └─ jittered backoff, then list again
+    list(prefix) ─► Listed ──────┐            core.start()  → on_status(wait-for-datastore)
+    or list_pages(prefix) ─►     │
+      Begin, Page, Page…, End ───┤
+    watch(prefix, rev) ─► Events ┼► queue ──► core.listed/page/events/lost → batch
+    ResyncRequired / Unavailable ┘                → on_updates / on_status
+      └─ Lost; jittered backoff, then list again
 
 A bounded queue between the two gives backpressure: a slow consumer slows the
 watch tasks rather than growing memory. Watch tasks are task roots: any
@@ -25,6 +27,7 @@ from typing import Any
 import structlog
 
 from libcalico.datastore.backend import KV, Backend, WatchEvent
+from libcalico.datastore.etcd_codec import collector_paused
 from libcalico.errors import DatastoreError, ResyncRequired
 from libcalico.syncer.backoff import RetryPolicy
 from libcalico.syncer.callbacks import (
@@ -42,13 +45,31 @@ from libcalico.syncer.validation import ValidationFilter
 log = structlog.get_logger(__name__)
 
 _QUEUE_SIZE = 1024
-_MAX_BATCH = 1000
+_MAX_BATCH = 1000  # updates (or other messages) handled per delivery to the callbacks
+_PAGE_CHUNK = 250  # listed entries per message: the main task yields to the loop between them
 
 
 @dataclass(frozen=True, slots=True)
 class _Listed:
     wid: int
     items: list[KV]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Begin:
+    wid: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    wid: int
+    items: list[KV]
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    wid: int
     revision: int
 
 
@@ -64,7 +85,7 @@ class _Lost:
     why: Loss
 
 
-_Message = _Listed | _Event | _Lost
+_Message = _Listed | _Begin | _Page | _End | _Event | _Lost
 
 
 class Syncer:
@@ -90,7 +111,10 @@ class Syncer:
         self.core = SyncerCore(spec, (p.types for p in self.plans), self.validation)
         self._queue: asyncio.Queue[_Message] = asyncio.Queue(_QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
-        self.resyncs = 0  # listings done after the first one of each watch
+        self.resyncs = 0  # listings started after the first one of each watch
+        self.listings = [0] * len(self.plans)  # complete listings handled, per watch
+        self._collector_pauses: dict[int, contextlib.ExitStack] = {}
+        self._ended: list[int] = []
 
     @property
     def status(self) -> SyncStatus | None:
@@ -141,23 +165,55 @@ class Syncer:
     # ------------------------------------------------------------ main task
 
     async def _main(self) -> None:
-        await self._deliver(self.core.start())
-        while True:
-            outputs = self._handle(await self._queue.get())
-            for _ in range(_MAX_BATCH):
-                try:
-                    msg = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                outputs.extend(self._handle(msg))
-            await self._deliver(outputs)
+        try:
+            await self._deliver(self.core.start())
+            while True:
+                msg = await self._queue.get()
+                outputs = self._handle(msg)
+                work = len(msg.items) if isinstance(msg, _Page | _Listed) else 1
+                while work < _MAX_BATCH:
+                    try:
+                        msg = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    outputs.extend(self._handle(msg))
+                    work += len(msg.items) if isinstance(msg, _Page | _Listed) else 1
+                await self._deliver(outputs)
+                for wid in self._ended:
+                    self._collector_pauses.pop(wid).close()
+                self._ended.clear()
+                if not self._queue.empty():
+                    await asyncio.sleep(0)  # a get() that need not wait never yields: let the watches run
+        finally:
+            for pause in self._collector_pauses.values():
+                pause.close()
+            self._collector_pauses.clear()
 
     def _handle(self, msg: _Message) -> list[Output]:
         if isinstance(msg, _Event):
             return self.core.events(msg.wid, (msg.event,))
-        if isinstance(msg, _Listed):
+        if isinstance(msg, _Page):
+            return self.core.page(msg.wid, msg.items)
+        if isinstance(msg, _Begin):
+            # The listing's entries all survive: no collector passes over them until it has been
+            # delivered (see etcd_codec.collector_paused).
+            if msg.wid not in self._collector_pauses:
+                pause = contextlib.ExitStack()
+                pause.enter_context(collector_paused())
+                self._collector_pauses[msg.wid] = pause
+            return self.core.begin_resync(msg.wid)
+        if isinstance(msg, _End | _Listed):
+            self.listings[msg.wid] += 1
+            if isinstance(msg, _End):
+                self._end_pause(msg.wid)
+                return self.core.end_resync(msg.wid, msg.revision)
             return self.core.listed(msg.wid, msg.items, msg.revision)
+        self._end_pause(msg.wid)
         return self.core.lost(msg.wid, msg.why)
+
+    def _end_pause(self, wid: int) -> None:
+        if wid in self._collector_pauses and wid not in self._ended:
+            self._ended.append(wid)
 
     async def _deliver(self, outputs: list[Output]) -> None:
         batch: list[Update] = []
@@ -185,12 +241,10 @@ class Syncer:
             watching_since = time.monotonic()
             try:
                 if revision is None:
-                    listing = await self.backend.list(plan.prefix)
                     listings += 1
                     if listings > 1:
                         self.resyncs += 1
-                    await self._queue.put(_Listed(wid, listing.items, listing.revision))
-                    revision = listing.revision
+                    revision = await self._list(wid, plan)
                 watching_since = time.monotonic()
                 stream = self.backend.watch(plan.prefix, revision)
                 try:
@@ -216,6 +270,31 @@ class Syncer:
                 await self._queue.put(_Lost(wid, why))
             log.info("syncer watch restarting", syncer=self.spec.name, prefix=plan.prefix,
                      loss=why.value if why else None, failures=failures, **detail)
+
+    async def _list(self, wid: int, plan: WatchPlan) -> int:
+        """List the watch's prefix into the queue; return the listing's revision.
+
+        A backend with ``list_pages`` (etcd) streams: each page goes to the main task
+        while the next is fetched, so validation overlaps the datastore's reading.
+        """
+        pages = getattr(self.backend, "list_pages", None)
+        if pages is None:
+            listing = await self.backend.list(plan.prefix)
+            await self._queue.put(_Listed(wid, listing.items, listing.revision))
+            return listing.revision
+        revision: int | None = None
+        async with contextlib.aclosing(pages(plan.prefix)) as stream:
+            async for page in stream:
+                if revision is None:  # the store answered: the resync begins
+                    await self._queue.put(_Begin(wid))
+                revision = page.revision
+                items = page.items
+                for start in range(0, len(items), _PAGE_CHUNK):
+                    await self._queue.put(_Page(wid, items[start:start + _PAGE_CHUNK]))
+        if revision is None:
+            raise DatastoreError(f"{self.backend.name} list_pages of {plan.prefix} yielded no page")
+        await self._queue.put(_End(wid, revision))
+        return revision
 
     async def _close_stream(self, stream: object, plan: WatchPlan) -> None:
         """Close a watch; a failure to close is logged, never raised (it must not mask a cancellation)."""
