@@ -13,8 +13,8 @@ plain form: known fields only, names and labels, IPv4 /32 networks, a MAC, an
 interface name, TCP/UDP/SCTP ports. This module checks exactly that form, in a
 few µs, reusing the model's own label and port-name checks (memoised: label
 keys and values, node and profile names repeat across endpoints) and, for the
-rest, rules equal to the model's or stricter (``fullmatch`` where the model's
-``^...$`` would let a trailing newline through, ASCII digits only). Anything
+rest, rules equal to the model's or stricter (``fullmatch`` as the model, ASCII
+digits only). Anything
 outside that form answers False and goes through the full model, so the result
 is always the model's answer.
 
@@ -37,7 +37,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-MODEL_FINGERPRINT = "383d596b9cc094dc8002c98cbd627004ec627131ad10838d8e85eea488e73d90"
+MODEL_FINGERPRINT = "ee546e5f6332ad0848cb4f3dba5a6e4e9b67e58d29e3810884a7ecee357b6ee8"
 
 _V3 = "projectcalico.org/v3"
 _KIND = "WorkloadEndpoint"
