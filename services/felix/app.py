@@ -29,6 +29,7 @@ from services.felix.config import SPEC, STATUS_DIR_NAME, FelixSettings, region_s
 from services.felix.dataplane.dataplane import Dataplane, DataplaneOptions
 from services.felix.dataplane.settings import settings_from_config
 from services.felix.input import InputLink, open_input
+from services.felix.memory import settle, settle_after_startup
 from services.felix.metrics import DataplaneSizes, FelixMetrics
 from services.felix.pipeline import ConfigTracker, Pipeline, StatusSink
 from services.felix.status import DatastoreStatusReporter, EndpointStatusFiles
@@ -110,7 +111,7 @@ async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> Non
     backend = await lc.enter(backend_from_env(ctx.datastore_env))
     metrics = FelixMetrics(lc.registry)
     dataplane = Dataplane(DataplaneOptions(hostname=hostname, netns=settings.dataplane_netns or None,
-                                           settings=settings_from_config(ctx.overlay)))
+                                           settings=settings_from_config(ctx.overlay), while_programming=settle))
     graph = CalcGraph(hostname)
     metrics.watch_sizes(graph.stats, lambda: DataplaneSizes(len(dataplane.filter.table.sets),
                                                             dataplane.stats.nft_failures))
@@ -130,7 +131,7 @@ async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> Non
 
     config = ConfigTracker(SPEC, ctx.argv, ctx.environ, settings, ctx.overlay, restart)
     pipeline = Pipeline(graph, dataplane, config, metrics, sinks)
-    source, link = open_input(settings, hostname, backend, pipeline, ctx.datastore_env)
+    source, link = open_input(settings, hostname, backend, pipeline, ctx.datastore_env, graph.validated_kinds())
     health = Health(lc, dataplane, link, pipeline, settings.dataplane_watchdog_timeout)
     pipeline.on_change = health.refresh
     link.listeners.append(health.refresh)
@@ -141,6 +142,7 @@ async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> Non
     lc.spawn("dataplane-watchdog", health.watchdog(settings.dataplane_watchdog_timeout), cancel_on_stop=True)
     lc.spawn("input", source.run(), cancel_on_stop=True)
     lc.spawn("status-reporter", reporter.run(dataplane.ready), cancel_on_stop=True)
+    lc.spawn("startup-gc", settle_after_startup(dataplane.ready), cancel_on_stop=True)
     log.info("felix started", hostname=hostname, input=link.via, netns=settings.dataplane_netns or None,
              datastore=ctx.datastore_env.get("DATASTORE_TYPE", "sqlite"),
              status_dir=os.path.join(settings.endpoint_status_path_prefix, STATUS_DIR_NAME)

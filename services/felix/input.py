@@ -23,7 +23,15 @@ import aiohttp
 import structlog
 
 from libcalico.datastore.backend import Backend
-from libcalico.syncer import SyncerCallbacks, SyncStatus, Update, new_syncer
+from libcalico.syncer import (
+    ResourceType,
+    Syncer,
+    SyncerCallbacks,
+    SyncStatus,
+    Update,
+    ValidationFilter,
+    syncer_spec,
+)
 from libcalico.typha.client import TyphaClient
 from libcalico.typha.stream import Output, StreamAssembler
 from libcalico.typha.tls import TLSConfig
@@ -91,6 +99,32 @@ class _DatastoreCallbacks:
         return self._inner.on_updates(updates)
 
 
+class GraphValidatesFilter(ValidationFilter):
+    """The syncer's validation filter, minus the kinds the calculation graph validates itself.
+
+    The graph parses those into typed models anyway (and treats a value it
+    cannot parse as deleted, as this filter would); checking them here too
+    parsed every policy twice.
+    """
+
+    def __init__(self, syncer: str, graph_kinds: frozenset[str]) -> None:
+        super().__init__(syncer)
+        self.graph_kinds = graph_kinds
+
+    def accepts(self, rtype: ResourceType, key: str, value: Any, revision: int) -> bool:
+        """True for the graph's own kinds; the full check for everything else."""
+        if rtype.kind is not None and rtype.kind in self.graph_kinds:
+            return True
+        return super().accepts(rtype, key, value, revision)
+
+
+def datastore_syncer(backend: Backend, callbacks: SyncerCallbacks, graph_kinds: frozenset[str]) -> Syncer:
+    """The felix syncer on ``backend``, validating what the graph does not (``graph_kinds``)."""
+    syncer = Syncer(backend, syncer_spec("felix"), callbacks, validate=False)
+    syncer.validation = syncer.core.validation = GraphValidatesFilter("felix", graph_kinds)
+    return syncer
+
+
 def typha_tls(settings: FelixSettings) -> TLSConfig:
     """The TLS configuration towards Typha (check it with ``.check()``)."""
     return TLSConfig(ca_file=settings.typha_ca_file, cert_file=settings.typha_cert_file,
@@ -108,11 +142,15 @@ def uses_typha(settings: FelixSettings) -> bool:
 
 
 def open_input(settings: FelixSettings, hostname: str, backend: Backend, callbacks: SyncerCallbacks,
-               datastore_env: Mapping[str, str]) -> tuple[Runnable, InputLink]:
-    """The stream source Felix's settings select, and its connection link."""
+               datastore_env: Mapping[str, str], graph_kinds: frozenset[str] = frozenset()
+               ) -> tuple[Runnable, InputLink]:
+    """The stream source Felix's settings select, and its connection link.
+
+    ``graph_kinds``: kinds the consumer validates itself; the direct syncer skips them.
+    """
     if not uses_typha(settings):
         link = InputLink("datastore")
-        return new_syncer("felix", backend, _DatastoreCallbacks(callbacks, link)), link
+        return datastore_syncer(backend, _DatastoreCallbacks(callbacks, link), graph_kinds), link
     link = InputLink("typha")
     addresses: Sequence[str] | Callable[[], Awaitable[Sequence[str]]]
     if settings.typha_addr:

@@ -82,6 +82,10 @@ class Dispatcher:
         if decoder is not None:
             self._decoders[kind] = decoder
 
+    def parsed_kinds(self) -> frozenset[str]:
+        """The kinds this dispatcher parses and checks itself (typed models), rejecting bad values."""
+        return frozenset(k for k in self._handlers if k not in self._decoders and k != IPAM_BLOCK)
+
     def dispatch(self, update: Update) -> None:
         """Decode one update and hand it to its kind's handlers."""
         info = classify(update.key)

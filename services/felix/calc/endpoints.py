@@ -14,6 +14,7 @@ validated them already.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 from libcalico.resources import GlobalNetworkSet, HostEndpoint, NetworkSet
@@ -56,6 +57,22 @@ def _host_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(text, strict=False)
 
 
+def _net_text(text: str) -> tuple[int, str]:
+    """IP version and canonical CIDR text of an address or net (``10.0.0.1`` → ``10.0.0.1/32``).
+
+    A canonical IPv4 host address (nearly every endpoint's) skips ``ipaddress``.
+    """
+    addr, slash, length = text.partition("/")
+    if length in ("", "32") and "." in addr:
+        try:
+            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, addr)) == addr:
+                return 4, addr + "/32"
+        except OSError:
+            pass
+    net = _host_net(text)
+    return net.version, str(net)
+
+
 def _named_ports(ports: list[EndpointPort] | None) -> tuple[NamedPort, ...]:
     out = []
     for p in ports or ():
@@ -77,7 +94,7 @@ class Workload:
     workload: str
     endpoint: str
     service_account: str
-    nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    nets: tuple[tuple[int, str], ...]  # (IP version, canonical CIDR)
     profiles: tuple[str, ...]
     interface: str
     mac: str | None
@@ -128,7 +145,7 @@ def decode_workload(value: dict[str, object]) -> Workload:
         workload=_text(spec, "pod") or _text(spec, "workload") or str(meta["name"]),
         endpoint=_text(spec, "endpoint") or "eth0",
         service_account=_text(spec, "serviceAccountName"),
-        nets=tuple(_host_net(n) for n in _strings(spec.get("ipNetworks"), "spec.ipNetworks")),
+        nets=tuple(_net_text(n) for n in _strings(spec.get("ipNetworks"), "spec.ipNetworks")),
         profiles=_strings(spec.get("profiles"), "spec.profiles"),
         interface=_text(spec, "interfaceName"),
         mac=_text(spec, "mac") or None,
@@ -155,14 +172,14 @@ def workload_endpoint(key: str, wep: Workload, hostname: str) -> EndpointData | 
         msg = WorkloadEndpointMsg(
             name=wep.interface,
             mac=wep.mac,
-            ipv4_nets=tuple(str(n) for n in wep.nets if n.version == 4),
-            ipv6_nets=tuple(str(n) for n in wep.nets if n.version == 6),
+            ipv4_nets=tuple(text for version, text in wep.nets if version == 4),
+            ipv6_nets=tuple(text for version, text in wep.nets if version == 6),
             profile_ids=wep.profiles,
             tiers=(),
             key=key,
             allow_spoofed_source_prefixes=wep.spoof,
         )
-    return EndpointData(key, labels, wep.profiles, tuple(str(n) for n in wep.nets), wep.ports, local, msg, wid)
+    return EndpointData(key, labels, wep.profiles, tuple(text for _, text in wep.nets), wep.ports, local, msg, wid)
 
 
 def host_endpoint(key: str, hep: HostEndpoint, hostname: str) -> EndpointData:

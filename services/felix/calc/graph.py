@@ -138,6 +138,11 @@ class CalcGraph:
             items=len(self._endpoints),
         )
 
+    def validated_kinds(self) -> frozenset[str]:
+        """Kinds the graph validates itself (full model; a bad value counts as deleted), so a stream
+        in front of it need not validate them too."""
+        return self._dispatcher.parsed_kinds()
+
     def ipset_definition(self, set_id: str) -> IPSetDef | None:
         """What an active IP set holds (for diagnostics and tests)."""
         return self._ipsets.definition(set_id)

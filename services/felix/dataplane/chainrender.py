@@ -7,8 +7,10 @@ How a packet is judged (``A`` = accept mark bit, ``P`` = pass mark bit)::
                                                                                ▼
     cali-fw/tw/fh/th-<if>:  ct established,related accept · ct invalid drop · clear A,P
                             [failsafe jump] · per tier: clear P, jump each policy unless P,
-                            return if A · end of tier: drop unless P (tier default Deny)
-                            · profiles: jump, return if A · drop
+                            (outbound) return if A · end of tier: drop unless P (tier default
+                            Deny) · profiles: jump, (outbound) return if A · drop
+    Inbound policy and profile chains (cali-pi-, cali-pri-) accept outright on allow: the
+    to-workload and from-host-endpoint chains are the last word in their base chain.
     filter-INPUT  ─ iif cali* ─► cali-wl-to-host (fw chain, then defaultEndpointToHostAction)
                   └ vmap cali-from-hep-dispatch ─► cali-fh-<if> (or the all-interfaces chain)
     filter-OUTPUT ─ oif cali* accept (host → local workloads is not policed, as in Felix)
@@ -49,7 +51,8 @@ def endpoint_chain(name: str, renderer: RuleRenderer, tiers: Sequence[TierInfo],
     """One endpoint direction's chain and the policy/profile chains it jumps to.
 
     ``inbound`` picks ingress policies and inbound profile rules (to a
-    workload, or into the host from a host interface).
+    workload, or into the host from a host interface); their chains accept
+    outright, so no "return if accepted" follows the jumps.
     """
     accept, pass_ = renderer.accept, renderer.pass_
     deny = renderer.deny_verdict()
@@ -71,14 +74,16 @@ def endpoint_chain(name: str, renderer: RuleRenderer, tiers: Sequence[TierInfo],
             target = names.policy_chain(tier.name, policy, inbound)
             refs.add(target)
             rules.append(f"{_is_clear(pass_)} jump {target}")
-            rules.append(f"{_is_set(accept)} return")
+            if not inbound:
+                rules.append(f"{_is_set(accept)} return")
         if tier.default_action.lower() != "pass":
             rules.append(f"{_is_clear(pass_)} {deny}")
     for profile in profiles:
         target = names.profile_chain(profile, inbound)
         refs.add(target)
         rules.append(f"jump {target}")
-        rules.append(f"{_is_set(accept)} return")
+        if not inbound:
+            rules.append(f"{_is_set(accept)} return")
     rules.append(deny)
     return make_chain(name, rules), refs
 

@@ -10,6 +10,11 @@ How it works::
                  later turns: plan_incremental(dirty names) ─► one nft batch ─► commit ─► routes
                  timers: refresh (read back, repair drift) · route resync · retry pending interfaces
 
+While a batch is in nft's hands (libnftables in the namespace thread, or an
+``nft`` process for bulk work) this thread reads the kernel's routes when a
+resync is due, and on the very first batch runs ``while_programming``; routes
+themselves change only after the rules are in.
+
 A failed batch leaves the kernel as it was (nft is transactional); the next
 turn reads the kernel and replaces the table, with backoff while it keeps failing.
 """
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -41,6 +47,7 @@ from services.felix.dataplane.ruleset import (
 )
 from services.felix.dataplane.settings import DataplaneSettings, settings_from_config
 from services.felix.dataplane.tunnels import IPIP_DEVICE, VXLAN_DEVICE
+from services.felix.memory import release
 from services.felix.messages import (
     ConfigUpdate,
     InSync,
@@ -65,6 +72,9 @@ class DataplaneOptions:
     settings: DataplaneSettings = field(default_factory=DataplaneSettings)
     pending_retry_interval: float = 0.5  # retry a missing workload interface (link events usually come first)
     max_backoff: float = 30.0
+    # Called once, while the first table batch is in nft's hands (a thread or a process, so this thread
+    # is free): blocking work that must not delay readiness goes here (Felix's start-up collection).
+    while_programming: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -112,6 +122,7 @@ class Dataplane:
         self._timers: list[asyncio.TimerHandle] = []
         self._thread: NamespaceThread | None = None
         self._nft: NftBackend | None = None
+        self._while_programming = options.while_programming
         self.routes: RouteManager | None = None
 
     # Input ----------------------------------------------------------------------
@@ -249,33 +260,40 @@ class Dataplane:
         assert self._nft is not None and self.routes is not None
         started = time.perf_counter()
         first = not self.ready.is_set()
+        resync = self._route_resync_due
+        self._route_resync_due = False
+        # Reading the kernel's routes (pyroute2, this thread) overlaps the nft batch (libnftables in the
+        # namespace thread, without the GIL); routes are only changed once the rules are in.
+        steps = [self._apply_nft(), self.routes.read_kernel()] if resync else [self._apply_nft()]
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if self.filter.changed_ifaces:
+            self.routes.workloads = self.filter.workload_ifaces
+            self.routes.mark_ifaces(self.filter.changed_ifaces)
+            self.filter.changed_ifaces = set()
+        await self.routes.apply()
+        if resync:
+            self._schedule_route_resync()
+        if self.routes.pending:
+            self._wake_after(self.options.pending_retry_interval)
+        self.stats.last_apply_seconds = time.perf_counter() - started
+        self.stats.last_routes_seconds = max(0.0, self.stats.last_apply_seconds - self.stats.last_nft_seconds)
+        if first:
+            self.ready.set()
+            self._schedule_refresh()
+            log.info("dataplane programmed", seconds=round(self.stats.last_apply_seconds, 3),
+                     chains=len(self.filter.table.chains), sets=len(self.filter.table.sets))
+
+    async def _apply_nft(self) -> None:
+        started = time.perf_counter()
         if self._needs_replace:
             await self._replace()
         elif self._refresh_due:
             await self._refresh()
         else:
             await self._apply_incremental()
-        nft_done = time.perf_counter()
-        self.stats.last_nft_seconds = nft_done - started
-        if self.filter.changed_ifaces:
-            self.routes.workloads = self.filter.workload_ifaces
-            self.routes.mark_ifaces(self.filter.changed_ifaces)
-            self.filter.changed_ifaces = set()
-        if self._route_resync_due:
-            self._route_resync_due = False
-            await self.routes.resync()
-            self._schedule_route_resync()
-        else:
-            await self.routes.apply()
-        if self.routes.pending:
-            self._wake_after(self.options.pending_retry_interval)
-        self.stats.last_apply_seconds = time.perf_counter() - started
-        self.stats.last_routes_seconds = self.stats.last_apply_seconds - self.stats.last_nft_seconds
-        if first:
-            self.ready.set()
-            self._schedule_refresh()
-            log.info("dataplane programmed", seconds=round(self.stats.last_apply_seconds, 3),
-                     chains=len(self.filter.table.chains), sets=len(self.filter.table.sets))
+        self.stats.last_nft_seconds = time.perf_counter() - started
 
     async def _apply_incremental(self) -> None:
         assert self._nft is not None
@@ -309,6 +327,8 @@ class Dataplane:
         self.stats.replaces += 1
         log.info("table replaced", had_table=kernel is not None,
                  stale_chains=len(set(kernel.chains) - set(self.filter.table.chains)) if kernel else 0)
+        del kernel, batch
+        release()
 
     async def _refresh(self) -> None:
         """Read the table back and repair whatever differs from what we programmed."""
@@ -339,12 +359,19 @@ class Dataplane:
             await self._send(batch.text())
             self.stats.repairs += 1
         self._programmed = snapshot(table)
+        del kernel, batch
+        release()
 
     async def _send(self, text: str) -> None:
         assert self._nft is not None
         self.stats.nft_batches += 1
+        job = asyncio.ensure_future(self._nft.apply(text))
+        hook, self._while_programming = self._while_programming, None
+        if hook is not None:
+            await asyncio.sleep(0)  # the job's first step hands the batch to nft (thread call or process)
+            hook()
         try:
-            await self._nft.apply(text)
+            await job
         except NftablesError:
             self.stats.nft_failures += 1
             raise

@@ -63,7 +63,7 @@ class FilterState:
 
     def __init__(self, settings: DataplaneSettings) -> None:
         self.settings = settings
-        self.renderer = RuleRenderer(settings)
+        self.renderer = RuleRenderer(settings, self._set_interval)
         self.table = DesiredTable()
         self.policies: dict[PolicyID, ActivePolicyUpdate] = {}
         self.profiles: dict[str, ActiveProfileUpdate] = {}
@@ -78,8 +78,10 @@ class FilterState:
         self.render_errors: dict[str, str] = {}
         self.changed_ifaces: set[str] = set()  # workload interfaces whose owner changed (taken by the driver)
         self._explicit: dict[str, tuple[Chain, frozenset[str]]] = {}
+        self._sources: dict[str, tuple[tuple[Rule, ...], str, bool]] = {}  # explicit chain → how to render it again
         self._chain_refs: Counter[str] = Counter()
-        self._set_refs: Counter[str] = Counter()
+        self._set_users: dict[str, set[str]] = {}  # nft set name → the explicit chains that match on it
+        self._set_owner: dict[str, str] = {}  # nft set name → IP set id (long ids make hashed names)
         self._endpoint_deps: dict[str, frozenset[str]] = {}
         self._hep_keys: set[str] = set()
         for name in STATIC_MAPS:
@@ -94,7 +96,8 @@ class FilterState:
         if isinstance(msg, ActivePolicyUpdate):
             self.policies[msg.id] = msg
             where = f"policy {msg.id.tier}/{msg.id.name}"
-            self._set_explicit(names.policy_chain(msg.id.tier, msg.id.name, True), msg.inbound_rules, where + " inbound")
+            self._set_explicit(names.policy_chain(msg.id.tier, msg.id.name, True), msg.inbound_rules, where + " inbound",
+                               final=True)
             self._set_explicit(names.policy_chain(msg.id.tier, msg.id.name, False), msg.outbound_rules,
                                where + " outbound")
         elif isinstance(msg, ActivePolicyRemove):
@@ -103,7 +106,8 @@ class FilterState:
             self._drop_explicit(names.policy_chain(msg.id.tier, msg.id.name, False))
         elif isinstance(msg, ActiveProfileUpdate):
             self.profiles[msg.id] = msg
-            self._set_explicit(names.profile_chain(msg.id, True), msg.inbound_rules, f"profile {msg.id} inbound")
+            self._set_explicit(names.profile_chain(msg.id, True), msg.inbound_rules, f"profile {msg.id} inbound",
+                               final=True)
             self._set_explicit(names.profile_chain(msg.id, False), msg.outbound_rules, f"profile {msg.id} outbound")
         elif isinstance(msg, ActiveProfileRemove):
             self.profiles.pop(msg.id, None)
@@ -131,7 +135,7 @@ class FilterState:
         if settings == self.settings:
             return
         self.settings = settings
-        self.renderer = RuleRenderer(settings)
+        self.renderer = RuleRenderer(settings, self._set_interval)
         for policy in list(self.policies.values()):
             self.apply(policy)
         for profile in list(self.profiles.values()):
@@ -153,9 +157,11 @@ class FilterState:
         return {iface: self.workloads[min(ids, key=_id_key)] for iface, ids in self.wl_claims.items() if ids}
 
     # Policies and profiles --------------------------------------------------
-    def _set_explicit(self, name: str, rules: tuple[Rule, ...], where: str) -> None:
+    def _set_explicit(self, name: str, rules: tuple[Rule, ...], where: str, final: bool = False) -> None:
+        """(Re-)render a policy or profile chain; ``final``: an inbound chain (``allow`` accepts outright)."""
+        self._sources[name] = (rules, where, final)
         try:
-            rendered = self.renderer.render_rules(rules, where)
+            rendered = self.renderer.render_rules(rules, where, final)
             chain = make_chain(name, rendered.rules)
             refs = frozenset(rendered.set_refs)
             self.render_errors.pop(name, None)
@@ -165,23 +171,26 @@ class FilterState:
             chain, refs = make_chain(name, ["drop"]), frozenset()  # fail closed
         old = self._explicit.get(name)
         self._explicit[name] = (chain, refs)
-        self._retarget_sets(old[1] if old else frozenset(), refs)
+        self._retarget_sets(name, old[1] if old else frozenset(), refs)
         self._refresh_chain(name)
 
     def _drop_explicit(self, name: str) -> None:
         old = self._explicit.pop(name, None)
+        self._sources.pop(name, None)
         self.render_errors.pop(name, None)
         if old is not None:
-            self._retarget_sets(old[1], frozenset())
+            self._retarget_sets(name, old[1], frozenset())
         self._refresh_chain(name)
 
-    def _retarget_sets(self, old: frozenset[str], new: frozenset[str]) -> None:
+    def _retarget_sets(self, chain: str, old: frozenset[str], new: frozenset[str]) -> None:
         for name in new - old:
-            self._set_refs[name] += 1
+            self._set_users.setdefault(name, set()).add(chain)
         for name in old - new:
-            self._set_refs[name] -= 1
-            if self._set_refs[name] <= 0:
-                del self._set_refs[name]
+            users = self._set_users.get(name)
+            if users is not None:
+                users.discard(chain)
+                if not users:
+                    del self._set_users[name]
         for name in old ^ new:
             self._refresh_set(name)
 
@@ -215,23 +224,35 @@ class FilterState:
             self.render_errors[f"ipset {msg.id}"] = str(exc)
             return
         current = self.ipsets.get(msg.id)
-        for name in set(old_names) | set(current.set_names() if current else ()):
+        variants = names.ipset_variants(msg.id)
+        now = set(current.set_names()) if current is not None else set()
+        if current is not None:
+            for name in variants:
+                self._set_owner[name] = msg.id
+            # Rules must name the set of the kind the members need now (plain or interval): re-render
+            # the chains that name the other kind (the set gained its first net or lost its last one).
+            stale = {chain for name in variants if name not in now for chain in self._set_users.get(name, ())}
+            for chain in sorted(stale):
+                self._set_explicit(chain, *self._sources[chain])
+        for name in set(old_names) | now:
             self._refresh_set(name)
+        if current is None:
+            for name in variants:
+                self._set_owner.pop(name, None)
+
+    def _set_interval(self, set_id: str, version: int) -> bool:
+        members = self.ipsets.get(set_id)
+        return members is not None and members.interval(version)
 
     def _refresh_set(self, name: str) -> None:
-        for members in self._owners(name):
-            version = 4 if name.startswith("cali4") else 6
-            self.table.put_set(setdef_for(name), members.elements(version))
-            return
-        if self._set_refs.get(name, 0) > 0:
-            self.table.put_set(setdef_for(name), frozenset())
+        set_id = self._set_owner.get(name)
+        members = self.ipsets.get(set_id) if set_id is not None else None
+        if members is not None and name in members.set_names():
+            self.table.put_set(setdef_for(name), members.elements(4 if name.startswith("cali4") else 6))
+        elif name in self._set_users:
+            self.table.put_set(setdef_for(name), frozenset())  # referenced but unknown (or no longer): empty
         else:
             self.table.drop_set(name)
-
-    def _owners(self, name: str) -> list[IPSetMembers]:
-        set_id = name.split("-", 1)[1] if not name.split("-", 1)[1].startswith("_") else None
-        candidates = [self.ipsets[set_id]] if set_id is not None and set_id in self.ipsets else list(self.ipsets.values())
-        return [m for m in candidates if name in m.set_names()]
 
     # Endpoints --------------------------------------------------------------
     def _apply_workload(self, msg: WorkloadEndpointUpdate | WorkloadEndpointRemove) -> None:

@@ -2,10 +2,18 @@
 
 How it works: members arrive as strings (``10.65.0.2/32``, ``10.0.0.0/8``,
 ``fd00::1/128``, or ``10.65.0.2,tcp:8080`` for named ports). Each is parsed
-once and kept. The elements to program are the members of one IP version,
-written the way ``nft`` lists them (a host address without ``/32``), minus any
-net already covered by a larger member: interval sets reject overlapping
-elements, and a covered member adds nothing to the match.
+once (a bounded cache shares the parse between the many sets an address is
+in). The elements to program are the members of one IP version, written the
+way ``nft`` lists them (a host address without ``/32``).
+
+The kind of nft set follows the content: while every member of a version is
+a single address, the set is a plain hash set (``cali40s-<id>``); once a
+wider net is among them, an interval set (``cali40i-<id>``) minus any net
+already covered by a larger member (interval sets reject overlaps). Plain
+sets matter for speed: before it adds or deletes any element, nft 1.0.6
+reads every element of every interval set in the table (measured: 140 ms
+per change with 47,000 members in interval sets, 1.2 ms in hash sets), and
+loading them is 2.5x slower.
 """
 
 from __future__ import annotations
@@ -50,9 +58,13 @@ class MapDef:
 
 def setdef_for(name: str) -> SetDef:
     """The declaration implied by a set's name prefix (see :mod:`names`)."""
-    if name.startswith(("cali40s-", "cali40-")):
+    if name.startswith("cali40s-"):
+        return SetDef(name, "ipv4_addr", False)
+    if name.startswith("cali60s-"):
+        return SetDef(name, "ipv6_addr", False)
+    if name.startswith(("cali40i-", "cali40-")):
         return SetDef(name, "ipv4_addr", True)
-    if name.startswith(("cali60s-", "cali60-")):
+    if name.startswith(("cali60i-", "cali60-")):
         return SetDef(name, "ipv6_addr", True)
     if name.startswith("cali40n-"):
         return SetDef(name, "ipv4_addr . inet_proto . inet_service", False)
@@ -84,10 +96,40 @@ def _fast_host_v4(member: str) -> _Member | None:
 
 def parse_member(member: str, set_type: IPSetType, where: str = "") -> _Member:
     """Parse one member string of a set of ``set_type``; raise RenderError when malformed."""
-    if set_type is IPSetType.NET:
-        fast = _fast_host_v4(member.strip())
-        if fast is not None:
-            return fast
+    cache = _PARSED[set_type]
+    parsed = cache.get(member)
+    if parsed is None:
+        parsed = _parse(member, set_type)
+        if parsed is None:
+            expected = "a CIDR or address" if set_type is IPSetType.NET else "addr,proto:port (e.g. 10.0.0.1,tcp:80)"
+            raise RenderError(where or "IP set", f"member {member!r} is not {expected}")
+        if len(cache) >= _PARSED_LIMIT:
+            cache.clear()
+        cache[member] = parsed
+    return parsed
+
+
+# Parsed members, shared by every set an address is in (an address is typically in several).
+_PARSED: dict[IPSetType, dict[str, _Member]] = {t: {} for t in IPSetType}
+_PARSED_LIMIT = 1 << 17
+
+
+def _fast_named_port_v4(member: str) -> _Member | None:
+    """``a.b.c.d,tcp:80`` without ipaddress (most named-port members)."""
+    addr_text, _, proto_port = member.partition(",")
+    proto_text, _, port_text = proto_port.rpartition(":")
+    proto = _PROTOCOLS.get(proto_text.lower() or "tcp")
+    host = _fast_host_v4(addr_text)
+    if host is None or proto is None or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        return None
+    return _Member(4, 0, -1, f"{host.text} . {proto} . {int(port_text)}")
+
+
+def _parse(member: str, set_type: IPSetType) -> _Member | None:
+    """The parsed member, or None when it is malformed."""
+    fast = (_fast_host_v4 if set_type is IPSetType.NET else _fast_named_port_v4)(member.strip())
+    if fast is not None:
+        return fast
     try:
         if set_type is IPSetType.NET:
             net = ipaddress.ip_network(member.strip(), strict=False)
@@ -103,50 +145,64 @@ def parse_member(member: str, set_type: IPSetType, where: str = "") -> _Member:
             raise ValueError(member)
         return _Member(addr.version, 0, -1, f"{addr} . {proto} . {port}")
     except ValueError:
-        expected = "a CIDR or address" if set_type is IPSetType.NET else "addr,proto:port (e.g. 10.0.0.1,tcp:80)"
-        raise RenderError(where or "IP set", f"member {member!r} is not {expected}") from None
+        return None
 
 
 class IPSetMembers:
     """The members of one IP set id and the nft elements they make, per IP version."""
 
+    __slots__ = ("type", "set_id", "_members", "_nets", "_cache", "_names")
+
     def __init__(self, set_type: IPSetType, set_id: str) -> None:
         self.type = set_type
         self.set_id = set_id
         self._members: dict[str, _Member] = {}
-        self._nets = {4: 0, 6: 0}  # members wider than one address, per version
+        self._nets = [0, 0, 0, 0, 0, 0, 0]  # members wider than one address, indexed by IP version
         self._cache: dict[int, frozenset[str]] = {}
-        named = set_type is IPSetType.IP_AND_PORT
-        self._names = (names.ipset_name(set_id, 4, named), names.ipset_name(set_id, 6, named))
+        self._names: dict[tuple[int, bool], str] = {}
 
     def __len__(self) -> int:
         return len(self._members)
 
+    def interval(self, version: int) -> bool:
+        """Whether the IPv``version`` members need an interval set (some member is a wider net)."""
+        return self._nets[version] > 0
+
     def set_names(self) -> tuple[str, str]:
-        """The nft set names (IPv4, IPv6) that hold this id."""
-        return self._names
+        """The nft set names (IPv4, IPv6) that hold this id now (the kind follows the members)."""
+        return self._name(4), self._name(6)
+
+    def _name(self, version: int) -> str:
+        interval = self._nets[version] > 0
+        name = self._names.get((version, interval))
+        if name is None:
+            name = names.ipset_name(self.set_id, version, self.type is IPSetType.IP_AND_PORT, interval)
+            self._names[(version, interval)] = name
+        return name
 
     def replace(self, members: frozenset[str]) -> None:
         """Set the whole membership."""
         self._members.clear()
-        self._nets = {4: 0, 6: 0}
+        self._nets = [0, 0, 0, 0, 0, 0, 0]
         self.update(members, frozenset())
 
     def update(self, added: frozenset[str], removed: frozenset[str]) -> None:
         """Apply a delta (removals first)."""
-        where = f"IP set {self.set_id}"
+        mine, nets = self._members, self._nets
+        counted = self.type is IPSetType.NET  # named-port members are never nets
         for member in removed:
-            old = self._members.pop(member, None)
-            if old is not None and old.end != old.start and self.type is IPSetType.NET:
-                self._nets[old.version] -= 1
+            old = mine.pop(member, None)
+            if old is not None and counted and old.end != old.start:
+                nets[old.version] -= 1
+        cache = _PARSED[self.type]
         for member in added:
-            parsed = parse_member(member, self.type, where)
-            previous = self._members.get(member)
-            if previous is not None and previous.end != previous.start and self.type is IPSetType.NET:
-                self._nets[previous.version] -= 1
-            self._members[member] = parsed
-            if parsed.end != parsed.start and self.type is IPSetType.NET:
-                self._nets[parsed.version] += 1
+            parsed = cache.get(member) or parse_member(member, self.type, f"IP set {self.set_id}")
+            previous = mine.get(member)
+            if previous is not None and counted and previous.end != previous.start:
+                nets[previous.version] -= 1
+            mine[member] = parsed
+            if counted and parsed.end != parsed.start:
+                nets[parsed.version] += 1
         self._cache.clear()
 
     def elements(self, version: int) -> frozenset[str]:

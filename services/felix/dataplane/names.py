@@ -4,8 +4,10 @@ Chains: ``cali-tw-<iface>`` / ``cali-fw-<iface>`` (to / from a workload),
 ``cali-th-<iface>`` / ``cali-fh-<iface>`` (to / from a host endpoint),
 ``cali-pi-<tier>/<policy>`` / ``cali-po-…`` (policy inbound / outbound),
 ``cali-pri-<profile>`` / ``cali-pro-…`` (profile inbound / outbound).
-Sets: ``cali40s-<id>`` / ``cali60s-<id>`` (addresses and nets of one IP set id,
-per IP version) and ``cali40n-`` / ``cali60n-`` (named-port members).
+Sets: ``cali40s-<id>`` / ``cali60s-<id>`` (the addresses of one IP set id, per IP
+version, in a plain hash set), ``cali40i-`` / ``cali60i-`` (the same while the
+set also holds wider nets: an interval set) and ``cali40n-`` / ``cali60n-``
+(named-port members).
 
 nftables identifiers may hold letters, digits and ``/ - _ .``; a name that
 would need anything else (or is very long) is replaced by a stable hash,
@@ -15,6 +17,7 @@ would need anything else (or is very long) is replaced by a stable hash,
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 
@@ -29,6 +32,7 @@ MAX_READABLE = 200
 ALL_INTERFACES = "any-interface-at-all"
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def _name(prefix: str, text: str) -> str:
     if _SAFE.match(text) and len(text) <= MAX_READABLE:
         return prefix + text
@@ -61,10 +65,18 @@ def host_chain(iface: str, to_host_iface: bool) -> str:
     return _name("cali-th-" if to_host_iface else "cali-fh-", iface)
 
 
-def ipset_name(set_id: str, version: int, named_port: bool) -> str:
-    """The nftables set holding the IPv``version`` members of IP set ``set_id``."""
-    kind = "n" if named_port else "s"
+def ipset_name(set_id: str, version: int, named_port: bool, interval: bool = False) -> str:
+    """The nftables set holding the IPv``version`` members of IP set ``set_id``.
+
+    ``interval``: the variant for members that include nets wider than one address.
+    """
+    kind = "n" if named_port else "i" if interval else "s"
     return _name(f"cali{version}0{kind}-", set_id)
+
+
+def ipset_variants(set_id: str) -> tuple[str, ...]:
+    """Every nftables set name IP set ``set_id`` can have (both versions, each kind)."""
+    return tuple(_name(f"cali{version}0{kind}-", set_id) for version in (4, 6) for kind in "sin")
 
 
 # Static objects.

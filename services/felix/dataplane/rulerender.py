@@ -9,7 +9,10 @@ ports), the rule is rendered once per alternative, all with the same verdict.
 
 Verdicts use two packet-mark bits (Felix's): ``allow`` sets the accept bit and
 returns, ``pass`` sets the pass bit and returns, ``deny`` drops (or rejects),
-``log`` logs (with a counter) and continues.
+``log`` logs (with a counter) and continues. In a *final* chain (inbound policy
+and profile chains: nothing is evaluated after them in their base chain),
+``allow`` is a plain ``accept``, so the endpoint chain needs no "return if
+accepted" rule after each jump.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from services.felix.dataplane import names
@@ -38,12 +41,19 @@ class RenderedChain:
 
 
 class RuleRenderer:
-    """Renders rules with one configuration (marks, log prefix, deny action)."""
+    """Renders rules with one configuration (marks, log prefix, deny action).
 
-    def __init__(self, settings: DataplaneSettings) -> None:
+    ``interval(set_id, version)`` says whether an IP set is currently held in an
+    interval set (it has wider nets) rather than a plain one; the rule names
+    the matching set (see :mod:`ipsets`). Unknown: plain.
+    """
+
+    def __init__(self, settings: DataplaneSettings,
+                 interval: Callable[[str, int], bool] | None = None) -> None:
         self.settings = settings
         self.accept = settings.accept_mark
         self.pass_ = settings.pass_mark
+        self._interval = interval
 
     # Verdicts -------------------------------------------------------------
     def allow_verdict(self) -> str:
@@ -62,10 +72,10 @@ class RuleRenderer:
         """Log with Felix's prefix (and count, so logging is observable inside a namespace)."""
         return f'counter log prefix "{self.settings.log_prefix}: " level info'
 
-    def _verdict(self, action: str, where: str) -> str:
+    def _verdict(self, action: str, where: str, final: bool = False) -> str:
         action = action.lower()
         if action == "allow":
-            return self.allow_verdict()
+            return "accept" if final else self.allow_verdict()
         if action == "deny":
             return self.deny_verdict()
         if action in ("pass", "next-tier"):
@@ -75,18 +85,18 @@ class RuleRenderer:
         raise RenderError(where, f"unknown action {action!r} (expected allow, deny, pass or log)")
 
     # Chains ---------------------------------------------------------------
-    def render_rules(self, rules: Iterable[Rule], where: str) -> RenderedChain:
-        """All rules of one policy or profile direction, in order."""
+    def render_rules(self, rules: Iterable[Rule], where: str, final: bool = False) -> RenderedChain:
+        """All rules of one policy or profile direction, in order (``final``: see the module docstring)."""
         out = RenderedChain()
         for index, rule in enumerate(rules):
             rule_where = f"{where} rule {index}" + (f" ({rule.rule_id})" if rule.rule_id else "")
-            out.rules.extend(self.render_rule(rule, rule_where, out.set_refs))
+            out.rules.extend(self.render_rule(rule, rule_where, out.set_refs, final))
         return out
 
-    def render_rule(self, rule: Rule, where: str, set_refs: set[str]) -> list[str]:
+    def render_rule(self, rule: Rule, where: str, set_refs: set[str], final: bool = False) -> list[str]:
         """The nft rule bodies for one rule (none when it can match no packet)."""
         _validate(rule, where)
-        verdict = self._verdict(rule.action, where)
+        verdict = self._verdict(rule.action, where, final)
         families = _families(rule)
         if families is None:
             return [" ".join([*body, verdict]) for body in self._bodies(rule, None, set_refs)]
@@ -151,10 +161,10 @@ class RuleRenderer:
             alts.append([f"{ip} {addr_dir} . meta l4proto . th {port_dir} @{name}"])
         return alts or [[]]
 
-    @staticmethod
-    def _set(set_id: str, version: int | None, named_port: bool, set_refs: set[str]) -> str:
+    def _set(self, set_id: str, version: int | None, named_port: bool, set_refs: set[str]) -> str:
         assert version is not None  # rules with sets are always rendered per IP version
-        name = names.ipset_name(set_id, version, named_port)
+        interval = not named_port and self._interval is not None and self._interval(set_id, version)
+        name = names.ipset_name(set_id, version, named_port, interval)
         set_refs.add(name)
         return name
 

@@ -112,6 +112,30 @@ async def test_policy_denies_by_default_and_allows_by_ip_set(lab: Lab) -> None:
         assert chain_rules(lab.host, chain) == rules_before  # members changed, rules untouched
 
 
+async def test_ip_set_becomes_an_interval_set_when_a_net_joins_and_back(lab: Lab) -> None:
+    allow = policy("default/allow-set", inbound=[Rule("allow", src_ip_set_ids=("sel-x",))])
+    messages = [*base(lab), IPSetUpdate("sel-x", IPSetType.NET, frozenset({f"{lab.a.ip}/32"})), allow,
+                endpoint(lab.b, tiers=[tier(ingress=["default/allow-set"])]), InSync()]
+    plain, interval = names.ipset_name("sel-x", 4, False), names.ipset_name("sel-x", 4, False, interval=True)
+    chain = names.policy_chain("default", "default/allow-set", True)
+    async with running(lab.host, messages) as dp:
+        listing = nft_json(lab.host, "set", "inet", "calico", plain)[1]["set"]  # type: ignore[index]
+        assert "flags" not in listing and listing["elem"] == [lab.a.ip]  # addresses only: a plain hash set
+        assert await can_ping(lab.a, lab.b.ip) and not await can_ping(lab.c, lab.b.ip)
+        dp.send(IPSetDeltaUpdate("sel-x", frozenset({"10.65.0.4/31"}), frozenset()))  # c's /31: a net
+        await dp.settled()
+        listing = nft_json(lab.host, "set", "inet", "calico", interval)[1]["set"]  # type: ignore[index]
+        assert listing["flags"] == ["interval"]
+        assert any(f"@{interval}" in str(rule) for rule in chain_rules(lab.host, chain))
+        assert plain not in lab.host.nft("list", "table", "inet", "calico").stdout
+        assert await can_ping(lab.c, lab.b.ip) and await can_ping(lab.a, lab.b.ip)
+        dp.send(IPSetDeltaUpdate("sel-x", frozenset(), frozenset({"10.65.0.4/31"})))
+        await dp.settled()
+        assert nft_json(lab.host, "set", "inet", "calico", plain)[1]["set"]["elem"] == [lab.a.ip]  # type: ignore[index]
+        assert interval not in lab.host.nft("list", "table", "inet", "calico").stdout
+        assert await can_ping(lab.a, lab.b.ip) and not await can_ping(lab.c, lab.b.ip)
+
+
 async def test_ports_ranges_named_ports_and_udp(lab: Lab) -> None:
     rules = [
         Rule("allow", protocol=TCP, dst_ports=(PortRange(8080, 8080), PortRange(9000, 9010))),

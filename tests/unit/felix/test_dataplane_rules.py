@@ -137,17 +137,14 @@ def test_endpoint_chain_tiers_pass_and_profiles() -> None:
         "ct state invalid drop",
         "meta mark set meta mark & 0xfffcffff",
         "meta mark set meta mark & 0xfffdffff",
+        # Inbound policy chains accept outright: no "return if accepted" after the jumps.
         f"meta mark & 0x00020000 == 0x00000000 jump {pi('security', 'sec.a', True)}",
-        "meta mark & 0x00010000 == 0x00010000 return",
         # security's default action is Pass: no end-of-tier drop
         "meta mark set meta mark & 0xfffdffff",
         f"meta mark & 0x00020000 == 0x00000000 jump {pi('default', 'ns/b', True)}",
-        "meta mark & 0x00010000 == 0x00010000 return",
         f"meta mark & 0x00020000 == 0x00000000 jump {pi('default', 'ns/c', True)}",
-        "meta mark & 0x00010000 == 0x00010000 return",
         "meta mark & 0x00020000 == 0x00000000 drop",
         f"jump {names.profile_chain('kns.ns', True)}",
-        "meta mark & 0x00010000 == 0x00010000 return",
         "drop",
     )
     assert refs == {pi("security", "sec.a", True), pi("default", "ns/b", True), pi("default", "ns/c", True),
@@ -156,6 +153,15 @@ def test_endpoint_chain_tiers_pass_and_profiles() -> None:
     assert egress.rules[3] == "udp dport 4789 drop"
     assert egress_refs == {pi("default", "ns/e", False), pi("empty", "x", False)}
     assert egress.rules[-1] == "drop"
+    # Outbound chains return to their caller (the to-workload chain may still follow): return if accepted.
+    jump = egress.rules.index(f"meta mark & 0x00020000 == 0x00000000 jump {pi('default', 'ns/e', False)}")
+    assert egress.rules[jump + 1] == "meta mark & 0x00010000 == 0x00010000 return"
+
+
+def test_allow_accepts_outright_only_in_final_chains() -> None:
+    assert R.render_rules([Rule("allow")], "policy inbound", final=True).rules == ["accept"]
+    assert R.render_rules([Rule("allow")], "policy outbound").rules == [ALLOW]
+    assert R.render_rules([Rule("pass")], "policy inbound", final=True).rules == [PASS]
 
 
 def test_static_chains_fail_closed_for_unknown_workload_interfaces() -> None:

@@ -43,7 +43,7 @@ def test_missing_policy_and_profile_get_dropping_stubs_until_they_arrive() -> No
     assert state.table.chains[PI].rules == ("drop",)
     assert state.table.chains[names.profile_chain("kns.ns", True)].rules == ("drop",)
     state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (Rule("allow"),), ()))
-    assert state.table.chains[PI].rules == ("meta mark set meta mark | 0x00010000 return",)
+    assert state.table.chains[PI].rules == ("accept",)  # an inbound chain: allow accepts outright
     state.apply(ActivePolicyRemove(PolicyID("default", "ns/np")))
     assert state.table.chains[PI].rules == ("drop",)  # still referenced by the endpoint
     state.apply(WorkloadEndpointRemove(WID))
@@ -131,3 +131,30 @@ def test_vxlan_hosts_and_workload_tunnel_drop() -> None:
     assert "udp dport 4789 drop" in state.table.chains[names.workload_chain("cali1", False)].rules
     state.set_tunnels(False, frozenset(), False)
     assert "udp dport 4789 drop" not in state.table.chains[names.workload_chain("cali1", False)].rules
+
+
+def test_set_kind_follows_members_and_rules_follow_the_set() -> None:
+    state = FilterState(DataplaneSettings())
+    rule = Rule("allow", src_ip_set_ids=("sel",), not_dst_ip_set_ids=("other",))
+    state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (rule,), ()))
+    plain, interval = names.ipset_name("sel", 4, False), names.ipset_name("sel", 4, False, interval=True)
+    assert plain != interval
+    assert state.table.sets[plain][0].interval is False  # not sent yet: an empty plain set
+    state.apply(IPSetUpdate("sel", IPSetType.NET, frozenset({"10.65.0.2/32", "10.0.0.0/8"})))
+    assert state.table.sets[interval] == (state.table.sets[interval][0], frozenset({"10.0.0.0/8"}))
+    assert state.table.sets[interval][0].interval is True and plain not in state.table.sets
+    assert any(f"@{interval}" in r for r in state.table.chains[PI].rules)
+    assert not any(f"@{plain}" in r for r in state.table.chains[PI].rules)
+    state.apply(IPSetDeltaUpdate("sel", frozenset(), frozenset({"10.0.0.0/8"})))  # only addresses again
+    assert state.table.sets[plain] == (state.table.sets[plain][0], frozenset({"10.65.0.2"}))
+    assert interval not in state.table.sets and state.table.sets[plain][0].interval is False
+    assert any(f"@{plain}" in r for r in state.table.chains[PI].rules)
+    state.apply(IPSetUpdate("other", IPSetType.NET, frozenset({"fd00::/64"})))  # a net in IPv6 only
+    other6 = names.ipset_name("other", 6, False, interval=True)
+    assert state.table.sets[other6][0].interval is True
+    assert state.table.sets[names.ipset_name("other", 4, False)][0].interval is False
+    assert any(f"!= @{other6}" in r for r in state.table.chains[PI].rules)
+    state.apply(ActivePolicyRemove(PolicyID("default", "ns/np")))
+    state.apply(IPSetRemove("sel"))
+    state.apply(IPSetRemove("other"))
+    assert not [n for n in state.table.sets if n.startswith(("cali40s-", "cali40i-", "cali60s-", "cali60i-"))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from libcalico.datastore.sqlite import SqliteBackend
@@ -99,3 +100,60 @@ def test_input_link_notifies_only_on_change() -> None:
     link.set(True)
     link.set(False)
     assert seen == [True, False]
+
+
+async def test_policies_are_validated_once_by_the_graph_and_endpoints_by_the_syncer(tmp_path: Path) -> None:
+    from libcalico.resources import parse_resource
+    from services.felix import messages as m
+    from services.felix.calc import CalcGraph
+
+    root = "/calico/resources/v3/projectcalico.org/"
+    api = "projectcalico.org/v3"
+
+    def wep(name: str, ip: str) -> dict[str, object]:
+        return {"apiVersion": api, "kind": "WorkloadEndpoint", "metadata": {
+            "name": name, "namespace": "ns", "labels": {"app": "a"}}, "spec": {
+            "orchestrator": "k8s", "node": "node1", "pod": name, "endpoint": "eth0",
+            "interfaceName": f"cali{name}", "ipNetworks": [ip], "profiles": ["kns.ns"]}}
+
+    def gnp(name: str, selector: str) -> dict[str, object]:
+        return {"apiVersion": api, "kind": "GlobalNetworkPolicy", "metadata": {"name": name},
+                "spec": {"selector": selector, "ingress": [{"action": "Deny"}]}}
+
+    good, bad = gnp("good", "app == 'a'"), gnp("bad", "app == ")
+    parse_resource(good)
+    backend = SqliteBackend(str(tmp_path / "calico.db"))
+    graph = CalcGraph("node1")
+    out: list[m.Message] = []
+
+    class Sink:
+        def on_status(self, status: SyncStatus) -> None:
+            graph.on_status(status)
+            out.extend(graph.flush())
+
+        def on_updates(self, updates: list[Update]) -> None:
+            graph.on_updates(updates)
+            out.extend(graph.flush())
+
+    try:
+        # Written raw, as another writer could: the stored values are not checked on the way in.
+        await backend.create(root + "globalnetworkpolicies/good", good)
+        await backend.create(root + "globalnetworkpolicies/bad", bad)
+        await backend.create(root + "workloadendpoints/ns/ok", wep("ok", "10.65.0.1/32"))
+        await backend.create(root + "workloadendpoints/ns/broken", wep("broken", "10.65.0.300/32"))
+        source, _ = open_input(SPEC.load([], {}).settings, "node1", backend, Sink(), {}, graph.validated_kinds())
+        assert isinstance(source, Syncer)
+        assert "GlobalNetworkPolicy" in graph.validated_kinds() and "WorkloadEndpoint" not in graph.validated_kinds()
+        async with source:
+            for _ in range(500):
+                if any(isinstance(msg, m.InSync) for msg in out):
+                    break
+                await asyncio.sleep(0.01)
+        assert any(isinstance(msg, m.InSync) for msg in out), "never in sync"
+        policies = {msg.id.name for msg in out if isinstance(msg, m.ActivePolicyUpdate)}
+        endpoints = {msg.endpoint.name for msg in out if isinstance(msg, m.WorkloadEndpointUpdate)}
+        assert policies == {"good"}  # the graph rejected the bad selector itself
+        assert endpoints == {"caliok"}  # the syncer rejected the bad address
+        assert source.validation is not None and source.validation.rejected == 1
+    finally:
+        await backend.close()

@@ -1,0 +1,69 @@
+"""Felix's memory around start-up: the cyclic collector off while the first snapshot is built, then
+frozen; freed memory handed back to the system after big jobs.
+
+How it works: ``__main__`` turns the collector off before anything is imported.
+While the first table batch is in nft's hands (``Dataplane``'s
+``while_programming``: nft works in another thread or process), or after
+``STARTUP_GC_LIMIT`` seconds if that never happens (a Felix that cannot start
+never runs without it), ``gc.freeze()`` moves every object made so far
+(modules, the snapshot, the graph, the ruleset) to the permanent generation
+and the collector is turned back on: later collections only walk what
+changed since, so a single change never waits behind a pass over the
+start-up objects. There is no full collection first (Python's recommended
+disable-early-then-freeze pattern): measured on the 1,000-policy benchmark it
+would free 3,000-30,000 objects, no RSS difference, for 0.3-0.7 s of CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import time
+
+import structlog
+
+log = structlog.get_logger("felix.memory")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_malloc_trim = getattr(_libc, "malloc_trim", None)  # glibc only
+
+STARTUP_GC_LIMIT = 120.0
+
+
+_settled = False
+
+
+async def settle_after_startup(programmed: asyncio.Event, limit: float = STARTUP_GC_LIMIT) -> None:
+    """Make sure :func:`settle` runs: when the first apply is done (if it has not run during it), or
+    after ``limit`` seconds."""
+    try:
+        await asyncio.wait_for(programmed.wait(), limit)
+    except TimeoutError:
+        pass
+    settle()
+
+
+def settle() -> None:
+    """Freeze the start-up objects, turn the collector on, hand freed memory back (once; later calls
+    do nothing)."""
+    global _settled
+    if _settled:
+        return
+    _settled = True
+    started = time.perf_counter()
+    gc.freeze()
+    gc.enable()
+    release()
+    log.info("startup objects frozen", frozen=gc.get_freeze_count(), seconds=round(time.perf_counter() - started, 3))
+
+
+def release() -> None:
+    """Give memory that was freed after a big job (start-up, a table listing) back to the system.
+
+    glibc keeps freed small blocks in its heap; without this the process's
+    RSS stays at its start-up peak.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
