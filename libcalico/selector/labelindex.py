@@ -18,7 +18,10 @@ A new label set is evaluated only against the scan selectors and those whose
 driver it satisfies. A changed label set is evaluated only against those
 candidates that read a label whose value changed; every other selector's
 answer cannot have changed (readers[key] lists the selectors that read a key). Matches are kept once, per selector; an item's
-matches are found through its candidates. Changes are reported through
+matches are found through its candidates. Two shortcuts skip evaluation: an
+"exact" selector (==, in, has(), an || of those) matches every item that holds a
+driver atom, and a scanned selector that only negates atoms (!=, not in, !has(),
+&& of those) matches every item except those holding one. Changes are reported through
 ``on_match(selector_id, item_id)`` / ``on_unmatch(selector_id, item_id)``.
 """
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from libcalico.selector.ast import And, Compare, Evaluator, Has, InSet, Node, Not, Or
+from libcalico.selector.ast import All, And, Compare, Evaluator, Has, InSet, Node, Not, Or
 from libcalico.selector.selector import Selector, parse
 
 S = TypeVar("S", bound=Hashable)
@@ -67,6 +70,40 @@ def driver_options(node: Node) -> list[frozenset[Atom]]:
     return []
 
 
+def is_exact(node: Node) -> bool:
+    """Return whether ``node`` holds exactly when one atom of its (single) driver option holds."""
+    if isinstance(node, Compare):
+        return node.op == "=="
+    if isinstance(node, InSet):
+        return not node.negated
+    if isinstance(node, Has):
+        return True
+    if isinstance(node, Not) and isinstance(node.operand, Not):
+        return is_exact(node.operand.operand)
+    if isinstance(node, Or):
+        return all(is_exact(operand) for operand in node.operands)
+    return False
+
+
+def excluding_atoms(node: Node) -> frozenset[Atom] | None:
+    """Return atoms such that ``node`` holds exactly when none of them does, or None if there are none."""
+    if isinstance(node, Compare):
+        return frozenset({(node.key, node.value)}) if node.op == "!=" else None
+    if isinstance(node, InSet):
+        return frozenset((node.key, v) for v in node.values) if node.negated else None
+    if isinstance(node, Not):
+        return driver_options(node.operand)[0] if is_exact(node.operand) else None
+    if isinstance(node, And):
+        union: set[Atom] = set()
+        for operand in node.operands:
+            atoms = excluding_atoms(operand)
+            if atoms is None:
+                return None
+            union.update(atoms)
+        return frozenset(union)
+    return None
+
+
 def referenced_keys(node: Node) -> frozenset[str]:
     """Return every label key the node reads."""
     if isinstance(node, (Compare, InSet, Has)):
@@ -81,12 +118,14 @@ def referenced_keys(node: Node) -> frozenset[str]:
 class _Entry:
     """One selector's state: its evaluator, driver, keys it reads and current matches."""
 
-    __slots__ = ("selector", "evaluate", "driver", "keys", "members")
+    __slots__ = ("selector", "evaluate", "driver", "exact", "keys", "members")
 
     def __init__(self, selector: Selector, driver: Driver, members: set[Any]) -> None:
         self.selector = selector
         self.evaluate: Evaluator = selector.evaluate
         self.driver = driver
+        # Holding any driver atom is the whole selector: a driver hit needs no evaluation.
+        self.exact = driver is not None and is_exact(selector.root)
         self.keys = referenced_keys(selector.root)
         self.members = members
 
@@ -106,6 +145,7 @@ class LabelIndex(Generic[S, I]):
         self._items_by_key: dict[str, set[I]] = {}
         self._entries: dict[S, _Entry] = {}
         self._sels_by_atom: dict[Atom, set[S]] = {}
+        self._exact_by_atom: dict[Atom, set[S]] = {}  # the exact selectors of _sels_by_atom
         self._scan_sels: set[S] = set()
         self._readers: dict[str, set[S]] = {}
 
@@ -164,13 +204,28 @@ class LabelIndex(Generic[S, I]):
         driver = self._choose_driver(sel)
         labels = self._labels
         evaluate = sel.evaluate
-        new: set[I] = {item for item in self._candidate_items(driver) if evaluate(labels[item])}
-        self._entries[selector_id] = _Entry(sel, driver, new)
+        candidates = self._candidate_items(driver)
+        entry = _Entry(sel, driver, set())
+        excluded = excluding_atoms(sel.root) if driver is None else None
+        if entry.exact or isinstance(sel.root, All):
+            # Every candidate holds one of the atoms, which is the whole selector: no evaluation.
+            entry.members = new = set(candidates)
+        elif excluded is not None:
+            # A negation of atoms (!=, not in, !has(), ...): every item but those holding one.
+            new = set(labels)
+            for atom in excluded:
+                new.difference_update(self._items_with(atom))
+            entry.members = new
+        else:
+            entry.members = new = {item for item in candidates if evaluate(labels[item])}
+        self._entries[selector_id] = entry
         if driver is None:
             self._scan_sels.add(selector_id)
         else:
             for atom in driver:
                 self._sels_by_atom.setdefault(atom, set()).add(selector_id)
+                if entry.exact:
+                    self._exact_by_atom.setdefault(atom, set()).add(selector_id)
         for key in self._entries[selector_id].keys:
             self._readers.setdefault(key, set()).add(selector_id)
         if old is None:
@@ -216,12 +271,25 @@ class LabelIndex(Generic[S, I]):
         else:
             for atom in entry.driver:
                 _discard(self._sels_by_atom, atom, selector_id)
+                if entry.exact:
+                    _discard(self._exact_by_atom, atom, selector_id)
         for key in entry.keys:
             _discard(self._readers, key, selector_id)
 
+    def _items_with(self, atom: Atom) -> Iterable[I]:
+        if isinstance(atom, tuple):
+            return self._items_by_kv.get(atom, ())
+        return self._items_by_key.get(atom, ())
+
     def _candidate_items(self, driver: Driver) -> Iterable[I]:
         if driver is None:
-            return tuple(self._labels)
+            return self._labels.keys()
+        if len(driver) == 1:
+            # One atom: its item set is read, not copied (the caller does not keep it).
+            for atom in driver:
+                if isinstance(atom, tuple):
+                    return self._items_by_kv.get(atom, ())
+                return self._items_by_key.get(atom, ())
         out: set[I] = set()
         for atom in driver:
             if isinstance(atom, tuple):
@@ -240,10 +308,30 @@ class LabelIndex(Generic[S, I]):
             return
         candidates = self._candidate_selectors(new_labels)
         items_by_kv, items_by_key = self._items_by_kv, self._items_by_key
+        sure: set[S] | tuple[()] = ()
         if old_labels is None:
+            exact = self._exact_by_atom
+            if exact:
+                sure = set()
+                for kv in new_labels.items():
+                    found = exact.get(kv)
+                    if found:
+                        sure.update(found)
+                    found = exact.get(kv[0])
+                    if found:
+                        sure.update(found)
+                candidates -= sure
             for kv in new_labels.items():
-                items_by_kv.setdefault(kv, set()).add(item_id)
-                items_by_key.setdefault(kv[0], set()).add(item_id)
+                members = items_by_kv.get(kv)
+                if members is None:
+                    items_by_kv[kv] = {item_id}
+                else:
+                    members.add(item_id)
+                members = items_by_key.get(kv[0])
+                if members is None:
+                    items_by_key[kv[0]] = {item_id}
+                else:
+                    members.add(item_id)
         else:
             changed: set[str] = set()
             by_atom = self._sels_by_atom
@@ -274,6 +362,9 @@ class LabelIndex(Generic[S, I]):
         entries = self._entries
         matched: list[S] = []
         unmatched: list[S] = []
+        for sel_id in sure:  # a new item holding an exact selector's atom: a match
+            entries[sel_id].members.add(item_id)
+            matched.append(sel_id)
         for sel_id in candidates:
             entry = entries[sel_id]
             if entry.evaluate(new_labels):
@@ -314,6 +405,8 @@ class LabelIndex(Generic[S, I]):
         """Every selector that could match ``labels``: scan selectors plus those whose driver they meet."""
         out = set(self._scan_sels)
         by_atom = self._sels_by_atom
+        if not by_atom:
+            return out
         for kv in labels.items():
             found = by_atom.get(kv)
             if found:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import structlog
@@ -32,10 +32,13 @@ from libcalico.syncer import (
     ValidationFilter,
     syncer_spec,
 )
-from libcalico.typha.client import TyphaClient
-from libcalico.typha.stream import Output, StreamAssembler
 from libcalico.typha.tls import TLSConfig
 from services.felix.config import FelixSettings
+
+if TYPE_CHECKING:
+    from libcalico.typha.stream import Output, StreamAssembler
+
+# The Typha client and its protocol are imported only when Felix reads through Typha (start-up time).
 
 log = structlog.get_logger("felix.input")
 
@@ -67,21 +70,25 @@ class InputLink:
             listener()
 
 
-class _TrackedAssembler(StreamAssembler):
-    """The Typha client's stream assembler, telling an :class:`InputLink` about connects and disconnects."""
+def _tracked_assembler(link: InputLink) -> StreamAssembler:
+    """The Typha client's stream assembler, telling ``link`` about connects and disconnects."""
+    from libcalico.typha.stream import StreamAssembler
 
-    def __init__(self, link: InputLink) -> None:
-        super().__init__()
-        self._link = link
+    class _TrackedAssembler(StreamAssembler):
+        def __init__(self, link: InputLink) -> None:
+            super().__init__()
+            self._link = link
 
-    def connected(self) -> list[Output]:
-        out = super().connected()
-        self._link.set(True)
-        return out
+        def connected(self) -> list[Output]:
+            out = super().connected()
+            self._link.set(True)
+            return out
 
-    def disconnected(self) -> None:
-        super().disconnected()
-        self._link.set(False)
+        def disconnected(self) -> None:
+            super().disconnected()
+            self._link.set(False)
+
+    return _TrackedAssembler(link)
 
 
 class _DatastoreCallbacks:
@@ -151,6 +158,8 @@ def open_input(settings: FelixSettings, hostname: str, backend: Backend, callbac
     if not uses_typha(settings):
         link = InputLink("datastore")
         return datastore_syncer(backend, _DatastoreCallbacks(callbacks, link), graph_kinds), link
+    from libcalico.typha.client import TyphaClient
+
     link = InputLink("typha")
     addresses: Sequence[str] | Callable[[], Awaitable[Sequence[str]]]
     if settings.typha_addr:
@@ -161,7 +170,7 @@ def open_input(settings: FelixSettings, hostname: str, backend: Backend, callbac
     client = TyphaClient(addresses, "felix", node=hostname, callbacks=callbacks, client="felix/calico-py",
                          tls=typha_tls(settings), read_timeout=settings.typha_read_timeout,
                          connect_timeout=settings.typha_write_timeout)
-    client.assembler = _TrackedAssembler(link)
+    client.assembler = _tracked_assembler(link)
     log.info("reading through typha", addresses=settings.typha_addr or None,
              service=settings.typha_k8s_service_name or None, namespace=settings.typha_k8s_namespace)
     return client, link
