@@ -50,6 +50,7 @@ from libcalico.typha.tls import PeerNotAllowed, TLSConfig
 
 log = structlog.get_logger(__name__)
 
+_STOP_ATTEMPTS = 10
 _READ_SIZE = 256 * 1024
 
 
@@ -192,7 +193,16 @@ class TyphaClient:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
+        # Python 3.11's asyncio.wait_for can swallow a cancellation that races with its
+        # result, so cancel again until the task is really done (bounded).
+        for _ in range(_STOP_ATTEMPTS):
+            task.cancel()
+            done, _pending = await asyncio.wait({task}, timeout=1.0)
+            if done:
+                break
+        else:
+            log.error("typha_client_stop_timed_out", syncer=self.syncer)
+            return
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -246,12 +256,11 @@ class TyphaClient:
     async def _attempt(self, addr: Address) -> str:
         """One connection: "refused" when it never streamed, "streamed" when it did."""
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(addr.host, addr.port, ssl=self._ssl,
-                                        server_hostname=addr.host if self._ssl else None,
-                                        ssl_handshake_timeout=self.connect_timeout if self._ssl else None),
-                self.connect_timeout,
-            )
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    addr.host, addr.port, ssl=self._ssl,
+                    server_hostname=addr.host if self._ssl else None,
+                    ssl_handshake_timeout=self.connect_timeout if self._ssl else None)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             self.last_end = f"connect to {addr} failed: {exc or type(exc).__name__}"
             return "refused"
@@ -268,7 +277,8 @@ class TyphaClient:
             self.assembler.disconnected()
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
 
     async def _stream(self, addr: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
         conn = ClientConnection(time.monotonic(), syncer=self.syncer, node=self.node, client=self.client,
@@ -278,7 +288,8 @@ class TyphaClient:
         tick = min(1.0, self.read_timeout / 4, self.handshake_timeout / 4)
         for _ in iter(int, 1):  # until the connection ends
             try:
-                data = await asyncio.wait_for(reader.read(_READ_SIZE), tick)
+                async with asyncio.timeout(tick):  # not wait_for: it can swallow a cancel on 3.11
+                    data = await reader.read(_READ_SIZE)
             except TimeoutError:
                 data = None
             except (OSError, ssl.SSLError) as exc:
