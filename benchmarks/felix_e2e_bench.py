@@ -36,6 +36,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -295,7 +296,7 @@ def start_felix(lab: Lab, db: str, workdir: Path) -> subprocess.Popen[bytes]:
 
 def log_events(workdir: Path) -> dict[str, float]:
     """Wall-clock time of the first occurrence of the interesting start-up events."""
-    wanted = {"settings_loaded", "felix started", "syncer status", "calculation graph in sync",
+    wanted = {"settings_loaded", "felix started", "syncer starting", "syncer status", "calculation graph in sync",
               "dataplane programmed"}
     out: dict[str, float] = {}
     for line in (workdir / "felix.log").read_text().splitlines():
@@ -320,6 +321,19 @@ def wait_applied(probe: InNetns, revision: int, deadline: float) -> float:
         if time.perf_counter() > deadline:
             raise TimeoutError(f"revision {revision} not applied in time")
         time.sleep(0.002)
+
+
+def has_address(text: str, address: str) -> bool:
+    """Whether ``address`` occurs in ``text`` as a whole address (10.0.0.1 is not in 10.0.0.12)."""
+    return re.search(rf"(?<![\d.]){re.escape(address)}(?![\d.])", text) is not None
+
+
+def hot_set_members(lab: Lab, kernel: str, port: int) -> str:
+    """The elements of the IP set behind the hot policies' ``app == 'hot'`` source (the rule with ``port``)."""
+    found = re.search(rf"ip saddr @(\S+) .*dport {port}\b", kernel)
+    if found is None:
+        raise RuntimeError(f"no rule for the hot policy's port {port} in the kernel")
+    return sh("ip", "netns", "exec", lab.host, "nft", "list", "set", "inet", "calico", found.group(1)).stdout
 
 
 def floor(lab: Lab, ruleset: str) -> float:
@@ -491,7 +505,8 @@ def main() -> int:
         result["rss_at_ready_mib"] = rss_mib(felix.pid, "VmRSS")
         events = log_events(workdir)
         phases = {"start_to_settings_s": events["settings_loaded"] - wall0,  # interpreter, imports, pre-read
-                  "datastore_list_s": events["resync started"] - events["felix started"],
+                  "start_to_listing_s": events["syncer starting"] - wall0,  # + wiring the graph and dataplane
+                  "datastore_list_s": events["resync started"] - events["syncer starting"],
                   "validate_and_calc_s": events["calculation graph in sync"] - events["resync started"],
                   "dataplane_first_apply_s": events["dataplane programmed"] - events["calculation graph in sync"]}
         _, text = probe.get("/metrics")
@@ -556,8 +571,9 @@ def main() -> int:
         result["change_mean_dataplane_apply_ms"] = round(1000 * apply_sum / applies, 1) if applies else None
         kernel = sh("ip", "netns", "exec", lab.host, "nft", "list", "table", "inet", "calico").stdout
         checks = {"policy edited": f"dport {last['port']}" in kernel,
-                  "endpoint added": last["added_ip"] in kernel,
-                  "label changed": (last["relabelled_ip"] in kernel) == (last["relabelled_to"] == "hot")}
+                  "endpoint added": has_address(kernel, last["added_ip"]),
+                  "label changed": has_address(hot_set_members(lab, kernel, last["port"]),
+                                               last["relabelled_ip"]) == (last["relabelled_to"] == "hot")}
         if not all(checks.values()):
             raise RuntimeError(f"kernel does not show the last changes: {checks}")
         for name, values in samples.items():

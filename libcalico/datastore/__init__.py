@@ -4,20 +4,37 @@
 ``CALICO_DB``, default ``./calico.db``), ``etcdv3`` (``ETCD_ENDPOINTS``,
 ``ETCD_CA_CERT_FILE``, ``ETCD_CERT_FILE``, ``ETCD_KEY_FILE``) or
 ``kubernetes`` (``KUBECONFIG``).
+
+``Client`` (the typed resource client) is imported on first use: it brings the
+resource models (pydantic), which a daemon reading raw keys never needs
+(Felix's start-up).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from libcalico.datastore.backend import KV, Backend, EventType, ListResult, WatchEvent
-from libcalico.datastore.client import Client
 from libcalico.errors import ValidationError
+
+if TYPE_CHECKING:
+    from libcalico.datastore.client import Client
 
 __all__ = ["KV", "Backend", "Client", "EventType", "ListResult", "WatchEvent", "backend_from_env"]
 
 DATASTORE_TYPES = ("sqlite", "etcdv3", "kubernetes")
+
+
+def __getattr__(name: str) -> Any:
+    """``Client`` on first use (module-level lazy import)."""
+    if name == "Client":
+        from libcalico.datastore.client import Client
+
+        globals()["Client"] = Client
+        return Client
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def backend_from_env(env: Mapping[str, str] | None = None) -> Backend:

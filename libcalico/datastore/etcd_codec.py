@@ -47,9 +47,10 @@ def encode_value(key: str, value: JSONMap) -> bytes:
 
 
 # orjson turns integers beyond 64 bits into floats where the json module keeps them exact;
-# such a number is a run of at least 20 digits, found cheaply by mapping every digit to "0".
+# such a number is a run of at least 19 digits (-9223372036854775809 has 19), found cheaply by mapping
+# every digit to "0".
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 20
+_LONG_RUN = b"0" * 19
 
 
 def load_json(data: bytes) -> Any:

@@ -21,6 +21,13 @@ watching poller to notice deletes them, which appends a DELETE event.
 SQLite calls never run on the event loop: writes go to one worker thread with
 its own connection, reads (and watch polls) to another, so a busy database only
 ever stalls those threads.
+
+Values are read as bytes and decoded with orjson (several times faster than the
+json module), falling back to the json module wherever the two could differ
+(integers beyond 64 bits, NaN, anything orjson refuses), so the values and the
+errors are exactly the json module's. A stored value that is not a JSON map
+raises :class:`DatastoreFileError` naming the key. ``list_rows`` is ``list``
+without the per-entry :class:`KV` objects, for the syncer's snapshot.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import gc
 import json
 import sqlite3
 import threading
@@ -36,6 +44,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
+import orjson
 import structlog
 
 from libcalico.datastore.backend import KV, Backend, EventType, JSONMap, ListResult, WatchEvent
@@ -56,6 +65,7 @@ T = TypeVar("T")
 APPLICATION_ID = 0x43504459  # "CPDY": marks a file as a Calico-py datastore
 SCHEMA_VERSION = 1
 _WATCH_BATCH = 512
+_LIST_CHUNK = 512  # rows fetched and decoded at a time by list_rows
 _COMPACT_EVERY = 128
 
 _SCHEMA = (
@@ -93,6 +103,49 @@ def _encode(key: str, value: JSONMap) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError("value", f"{key}: not JSON-serialisable: {exc}") from None
+
+
+# orjson turns integers beyond 64 bits into floats where the json module keeps them exact; such a
+# number is a run of at least 19 digits (-9223372036854775809 has 19), found cheaply by mapping every
+# digit to "0". A longer run anywhere (in a string too) only means the json module reads that value.
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+Row = tuple[str, JSONMap, int]  # key, value, revision
+Rows = list[Row]
+
+
+def _decode_slow(path: str, key: str, data: bytes | str) -> JSONMap:
+    """The json module's reading of a value; DatastoreFileError (with its message) when it is not a JSON map."""
+    try:
+        value = json.loads(data if isinstance(data, str) else data.decode())
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DatastoreFileError(f"{path}: the value at {key} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise DatastoreFileError(f"{path}: the value at {key} is not a JSON map but {type(value).__name__}")
+    return value
+
+
+def _decode(path: str, key: str, data: bytes | str) -> JSONMap:
+    """One stored value, as the json module reads it; raise DatastoreFileError when it is not a JSON map."""
+    return _decode_rows(path, [(key, data, 0)])[0][1]
+
+
+def _decode_rows(path: str, rows: list[tuple[str, bytes | str, int]]) -> list[Row]:
+    """Decode ``(key, stored value, revision)`` rows: orjson for bytes it reads as the json module would."""
+    loads, zero, run, decode_error = orjson.loads, _ZERO_DIGITS, _LONG_RUN, orjson.JSONDecodeError
+    out: list[Row] = []
+    append = out.append
+    for key, data, revision in rows:
+        value = None
+        if data.__class__ is bytes and data.translate(zero).find(run) < 0:
+            try:
+                value = loads(data)
+            except decode_error:
+                value = None
+        if value.__class__ is not dict:
+            value = _decode_slow(path, key, data)
+        append((key, value, revision))
+    return out
 
 
 def _prefix_clause(prefix: str) -> tuple[str, tuple[Any, ...]]:
@@ -299,12 +352,13 @@ class SqliteBackend(Backend):
         """Return the entry at ``key``; raise NotFound."""
 
         def op(conn: sqlite3.Connection, now: float) -> tuple[KV | None, bool]:
-            row = conn.execute("SELECT value, revision, expires FROM calico_kv WHERE key = ?", (key,)).fetchone()
+            row = conn.execute("SELECT CAST(value AS BLOB), revision, expires FROM calico_kv WHERE key = ?",
+                               (key,)).fetchone()
             if row is None:
                 return None, False
             if row[2] is not None and row[2] <= now:
                 return None, True
-            return KV(key, json.loads(row[0]), row[1]), False
+            return KV(key, _decode(self.path, key, row[0]), row[1]), False
 
         kv, expired = await self._read(op)
         if expired:
@@ -315,24 +369,43 @@ class SqliteBackend(Backend):
 
     async def list(self, prefix: str) -> ListResult:
         """Return every entry whose key starts with ``prefix``, in key order."""
+        rows, revision = await self.list_rows(prefix)
+        return ListResult([KV(k, v, r) for k, v, r in rows], revision)
+
+    async def list_rows(self, prefix: str) -> tuple[Rows, int]:
+        """``list`` as ``(key, value, revision)`` tuples and the listing's revision: no KV per entry."""
         clause, params = _prefix_clause(prefix)
 
-        def op(conn: sqlite3.Connection, now: float) -> tuple[ListResult, bool]:
-            conn.execute("BEGIN")
+        def op(conn: sqlite3.Connection, now: float) -> tuple[Rows, int, bool]:
+            # The cyclic collector is paused (process-wide, unless the caller already paused it): every
+            # row and value made here survives, and collections over them would cost more than the reading.
+            paused = gc.isenabled()
+            if paused:
+                gc.disable()
             try:
-                rows = conn.execute(
-                    f"SELECT key, value, revision, expires FROM calico_kv WHERE {clause} ORDER BY key", params
-                ).fetchall()
-                revision = _meta(conn, "revision")
+                conn.execute("BEGIN")
+                try:
+                    out: Rows = []
+                    cursor = conn.execute(
+                        f"SELECT key, CAST(value AS BLOB), revision FROM calico_kv WHERE {clause}"
+                        " AND (expires IS NULL OR expires > ?) ORDER BY key", (*params, now))
+                    while rows := cursor.fetchmany(_LIST_CHUNK):  # decoded as read: the raw bytes are reused
+                        out += _decode_rows(self.path, rows)
+                    expired = conn.execute(  # any expired entry at all (the sweep takes them all): by the index
+                        "SELECT 1 FROM calico_kv WHERE expires IS NOT NULL AND expires <= ? LIMIT 1",
+                        (now,)).fetchone()
+                    revision = _meta(conn, "revision")
+                finally:
+                    conn.execute("COMMIT")
+                return out, revision, expired is not None
             finally:
-                conn.execute("COMMIT")
-            live = [KV(k, json.loads(v), r) for k, v, r, e in rows if e is None or e > now]
-            return ListResult(live, revision), len(live) != len(rows)
+                if paused:
+                    gc.enable()
 
-        result, expired = await self._read(op)
+        rows, revision, expired = await self._read(op)
         if expired:
             self._kick_sweep()
-        return result
+        return rows, revision
 
     async def create(self, key: str, value: JSONMap, *, ttl: float | None = None) -> KV:
         """Store a new entry; raise AlreadyExists. ``ttl`` seconds makes it expire."""
@@ -385,14 +458,16 @@ class SqliteBackend(Backend):
         """Remove an entry and return what it held (with its last revision); raise NotFound or RevisionConflict."""
 
         def op(conn: sqlite3.Connection, now: float) -> KV:
-            row = conn.execute("SELECT value, revision FROM calico_kv WHERE key = ?", (key,)).fetchone()
+            row = conn.execute("SELECT CAST(value AS BLOB), revision FROM calico_kv WHERE key = ?",
+                               (key,)).fetchone()
             if row is None:
                 raise NotFound(key)
             if revision is not None and row[1] != revision:
                 raise RevisionConflict(key, revision, row[1])
+            value = _decode(self.path, key, row[0])
             conn.execute("DELETE FROM calico_kv WHERE key = ?", (key,))
             self._record(conn, key, None)
-            return KV(key, json.loads(row[0]), row[1])
+            return KV(key, value, row[1])
 
         return await self._write(op)
 
@@ -429,12 +504,12 @@ class SqliteBackend(Backend):
                 if after < compacted:
                     return [], compacted, head
                 rows = conn.execute(
-                    f"SELECT revision, key, value FROM calico_events WHERE revision > ? AND {clause}"
+                    f"SELECT revision, key, CAST(value AS BLOB) FROM calico_events WHERE revision > ? AND {clause}"
                     " ORDER BY revision LIMIT ?", (after, *params, _WATCH_BATCH)).fetchall()
             finally:
                 conn.execute("COMMIT")
             events = [WatchEvent(EventType.DELETE, k, None, r) if v is None
-                      else WatchEvent(EventType.PUT, k, json.loads(v), r) for r, k, v in rows]
+                      else WatchEvent(EventType.PUT, k, _decode(self.path, k, v), r) for r, k, v in rows]
             return events, compacted, head if len(rows) < _WATCH_BATCH else rows[-1][0]
 
         self._watchers += 1

@@ -10,11 +10,14 @@
 See ``docs/runtime.md``.
 """
 
+# logs first: it is the module that imports structlog (without rich, see its docstring).
+from libcalico.runtime.logs import configure_logging, get_logger
+
+# isort: split
 from libcalico.runtime.entrypoint import launch
 from libcalico.runtime.errors import ServiceError, SettingsError
 from libcalico.runtime.health import HealthAggregator, Reporter, StatusServer, new_registry
 from libcalico.runtime.lifecycle import Lifecycle, run, serve
-from libcalico.runtime.logs import configure_logging, get_logger
 from libcalico.runtime.settings import (
     Loaded,
     ServiceSettings,

@@ -55,7 +55,8 @@ def launch(
 
     async def wiring(lc: Lifecycle) -> None:
         if _has_status(settings):
-            await open_status_from_settings(lc.stack, settings, lc.health, lc.registry)
+            # The registry (and prometheus-client) is made when metrics are first asked for.
+            await open_status_from_settings(lc.stack, settings, lc.health, lambda: lc.registry)
         await wire(lc, settings)
 
     return run(service, wiring, drain_timeout=timeout)

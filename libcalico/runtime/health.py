@@ -14,6 +14,13 @@ a timeout, reported within it; a silent reporter past its timeout counts as not
 live and not ready. A new reporter starts live and not ready. With no reporters
 the service is live and ready. The body of a probe answer is JSON naming the
 reporters that are not live or not ready.
+
+The server is :mod:`libcalico.runtime.http11` (standard library only; GET and
+HEAD, keep-alive, bounded requests, deadlines and a connection cap).
+prometheus-client is imported only when metrics are first asked for: a
+registry may be handed over as a zero-argument callable that makes it, and
+``new_registry`` imports the library when it is called. A service that never
+serves or builds metrics (Felix until its first scrape) never loads it.
 """
 
 from __future__ import annotations
@@ -21,22 +28,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias
 
-import prometheus_client
+import orjson
 import structlog
-from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from libcalico.runtime.errors import ServiceError
+from libcalico.runtime.http11 import HTTPServer, Limits, Request, Response, error_response
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+#: A metrics registry, or a callable that makes it when metrics are first served.
+RegistrySource: TypeAlias = "CollectorRegistry | Callable[[], CollectorRegistry]"
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ReporterStatus:
+class ReporterStatus(NamedTuple):
     """One reporter's contribution to the summary, with Calico's wording for each state."""
 
     name: str
@@ -55,8 +64,7 @@ class ReporterStatus:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class HealthSummary:
+class HealthSummary(NamedTuple):
     """Overall liveness and readiness, and every reporter's status sorted by name."""
 
     live: bool
@@ -153,7 +161,9 @@ def _judge(reports: bool, timed_out: bool, latest: bool, quality: str) -> tuple[
 
 def new_registry(*, process: bool = True) -> CollectorRegistry:
     """A service's own metrics registry, with process, platform and GC collectors."""
-    registry = CollectorRegistry(auto_describe=True)
+    import prometheus_client
+
+    registry = prometheus_client.CollectorRegistry(auto_describe=True)
     if process:
         prometheus_client.ProcessCollector(registry=registry)
         prometheus_client.PlatformCollector(registry=registry)
@@ -161,46 +171,57 @@ def new_registry(*, process: bool = True) -> CollectorRegistry:
     return registry
 
 
+_JSON = "application/json; charset=utf-8"
+_ALLOWED = (("Allow", "GET, HEAD"),)
+
+
 class StatusServer:
-    """One aiohttp listener serving /liveness and /readiness, /metrics, or all three."""
+    """One HTTP listener serving /liveness and /readiness, /metrics, or all three."""
 
     def __init__(self, host: str, port: int, *, health: HealthAggregator | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: RegistrySource | None = None, limits: Limits | None = None) -> None:
         if health is None and registry is None:
             raise ServiceError("a status server needs a health aggregator, a metrics registry or both")
         self.host = host
         self.requested_port = port
         self.health = health
-        self.registry = registry
-        self._runner: web.AppRunner | None = None
+        self._registry_source = registry
+        self._registry: CollectorRegistry | None = None
+        self._http: HTTPServer | None = None
+        self.limits = limits or Limits()
         self.port = port
+        self._routes: dict[str, Callable[[Request], Response]] = {}
+        if health is not None:
+            self._routes.update({"/liveness": self._liveness, "/readiness": self._readiness})
+        if registry is not None:
+            self._routes["/metrics"] = self._metrics
+
+    @property
+    def registry(self) -> CollectorRegistry | None:
+        """The metrics registry (made now if it was handed over as a callable), or None."""
+        if self._registry is None and self._registry_source is not None:
+            source = self._registry_source
+            self._registry = source() if callable(source) else source
+        return self._registry
 
     async def start(self) -> None:
         """Listen; afterwards ``port`` is the bound port (useful with port 0)."""
-        app = web.Application()
-        if self.health is not None:
-            app.router.add_get("/liveness", self._liveness)
-            app.router.add_get("/readiness", self._readiness)
-        if self.registry is not None:
-            app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
+        http = HTTPServer(self.handle, self.limits)
         try:
-            site = web.TCPSite(runner, self.host or None, self.requested_port, reuse_address=True)
-            await site.start()
+            self.port = await http.listen(self.host or None, self.requested_port)
         except OSError as exc:
-            await runner.cleanup()
-            raise ServiceError(f"cannot listen on {self.host or '*'}:{self.requested_port}: {exc.strerror}") from exc
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+            await http.close()
+            raise ServiceError(f"cannot listen on {self.host or '*'}:{self.requested_port}: "
+                               f"{exc.strerror or exc}") from exc
+        self._http = http
         log.info("status_server_started", host=self.host or "*", port=self.port,
-                 health=self.health is not None, metrics=self.registry is not None)
+                 health=self.health is not None, metrics=self._registry_source is not None)
 
     async def close(self) -> None:
         """Stop listening and close open connections."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.close()
 
     async def __aenter__(self) -> StatusServer:
         await self.start()
@@ -209,24 +230,36 @@ class StatusServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _liveness(self, request: web.Request) -> web.Response:
+    def handle(self, request: Request) -> Response:
+        """Answer one request: the route's answer, 404 for an unknown path, 405 for a method not GET/HEAD."""
+        route = self._routes.get(request.path)
+        if route is None:
+            return error_response(404, f"no such path {request.path!r}")
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, f"405 Method Not Allowed: {request.method}\n".encode(), headers=_ALLOWED)
+        return route(request)
+
+    def _liveness(self, request: Request) -> Response:
         assert self.health is not None
         summary = self.health.summary()
         body = {"live": summary.live, "notLive": summary.not_live,
                 "reporters": [r.as_dict() for r in summary.reporters]}
-        return web.json_response(body, status=200 if summary.live else 503)
+        return Response(200 if summary.live else 503, orjson.dumps(body), _JSON)
 
-    async def _readiness(self, request: web.Request) -> web.Response:
+    def _readiness(self, request: Request) -> Response:
         assert self.health is not None
         summary = self.health.summary()
         body = {"ready": summary.ready, "notReady": summary.not_ready,
                 "reporters": [r.as_dict() for r in summary.reporters]}
-        return web.json_response(body, status=200 if summary.ready else 503)
+        return Response(200 if summary.ready else 503, orjson.dumps(body), _JSON)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        assert self.registry is not None
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(self.registry), headers={"Content-Type": content_type})
+    def _metrics(self, request: Request) -> Response:
+        from prometheus_client.exposition import choose_encoder
+
+        registry = self.registry
+        assert registry is not None
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(200, encoder(registry), content_type)
 
 
 class StatusConfig(Protocol):
@@ -240,8 +273,7 @@ class StatusConfig(Protocol):
     prometheus_metrics_port: int
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEndpoints:
+class StatusEndpoints(NamedTuple):
     """The servers opened for a service: health and metrics may be the same server, or absent."""
 
     health: StatusServer | None
@@ -252,7 +284,7 @@ async def open_status(
     stack: AsyncExitStack,
     *,
     health: HealthAggregator | None,
-    registry: CollectorRegistry | None,
+    registry: RegistrySource | None,
     health_addr: tuple[str, int] | None,
     metrics_addr: tuple[str, int] | None,
     shared: bool = False,
@@ -271,7 +303,7 @@ async def open_status(
 
 
 async def open_status_from_settings(
-    stack: AsyncExitStack, settings: StatusConfig, health: HealthAggregator, registry: CollectorRegistry
+    stack: AsyncExitStack, settings: StatusConfig, health: HealthAggregator, registry: RegistrySource
 ) -> StatusEndpoints:
     """Open the servers ``settings`` ask for; one server when the metrics port equals the health port."""
     health_addr = (settings.health_host, settings.health_port) if settings.health_enabled else None

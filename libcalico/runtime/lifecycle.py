@@ -26,13 +26,15 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from prometheus_client import CollectorRegistry
 
 from libcalico.runtime.errors import ServiceError
 from libcalico.runtime.health import HealthAggregator, new_registry
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +60,8 @@ class Lifecycle:
         self.service = service
         self.drain_timeout = drain_timeout
         self.health = health if health is not None else HealthAggregator()
-        self.registry = registry if registry is not None else new_registry()
+        self._registry = registry
+        self._registry_hooks: list[Callable[[CollectorRegistry], None]] = []
         self.stopping = asyncio.Event()
         self.stop_reason = ""
         self.exit_code = EXIT_OK
@@ -68,6 +71,23 @@ class Lifecycle:
         self._tasks: dict[asyncio.Task[None], bool] = {}
         self._hooks: list[tuple[str, StopHook]] = []
         self._reporter = self.health.register("lifecycle", live=True, ready=True)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The service's metrics registry, made (and prometheus-client imported) on first use."""
+        if self._registry is None:
+            self._registry = new_registry()
+            hooks, self._registry_hooks = self._registry_hooks, []
+            for hook in hooks:
+                hook(self._registry)
+        return self._registry
+
+    def with_registry(self, hook: Callable[[CollectorRegistry], None]) -> None:
+        """Call ``hook`` with the metrics registry: now if it exists, else when it is first used."""
+        if self._registry is not None:
+            hook(self._registry)
+        else:
+            self._registry_hooks.append(hook)
 
     @property
     def stack(self) -> AsyncExitStack:

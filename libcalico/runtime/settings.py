@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, NamedTuple, NoReturn, TypeVar
 
 from libcalico.runtime.errors import SettingsError
 from libcalico.runtime.paramtypes import Bool, Kind, LogSeverity, OneOf, Port, Str
@@ -39,8 +39,7 @@ T = TypeVar("T")
 _META_KEY = "calico_param"
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     """One parameter: Calico's name, its kind and default, and how each source names it.
 
     ``env`` / ``flag`` / ``field`` of None are derived (``<PREFIX><NAME>``,
@@ -93,8 +92,7 @@ class SourceKind(enum.IntEnum):
     FLAG = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """The source of one value: its kind and where exactly (env var, file:line, flag, resource field)."""
 
     kind: SourceKind
@@ -107,8 +105,7 @@ class Source:
 DEFAULT_SOURCE = Source(SourceKind.DEFAULT, "default")
 
 
-@dataclass(frozen=True, slots=True)
-class _Bound:
+class _Bound(NamedTuple):
     param: Param
     attr: str
     env: str
@@ -190,8 +187,7 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise SettingsError(message, source="command line")
 
 
-@dataclass(frozen=True, slots=True)
-class _Raw:
+class _Raw(NamedTuple):
     bound: _Bound
     value: Any
     source: Source
@@ -221,6 +217,7 @@ class SettingsSpec(Generic[T]):
         self._by_env = _index(self.bound, "env")
         self._by_field = _index(self.bound, "field")
         _index(self.bound, "flag")
+        self._parser: argparse.ArgumentParser | None = None  # made once, on the first load
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -261,7 +258,9 @@ class SettingsSpec(Generic[T]):
         Raises SettingsError naming the parameter and the source of a bad value.
         """
         warnings: list[str] = []
-        args = vars(self.parser().parse_args(list(argv)))
+        if self._parser is None:
+            self._parser = self.parser()
+        args = vars(self._parser.parse_args(list(argv)))
         config_path = args.pop("_config_file", None)
         raws: list[_Raw] = []
         raws += self._from_datastore(datastore, warnings)

@@ -69,22 +69,57 @@ validation. Common WorkloadEndpoints are validated by :mod:`.fastpath`. Numbers
 and commands: docs/datastores.md.
 """
 
-from libcalico.syncer.backoff import RetryPolicy
-from libcalico.syncer.callbacks import SyncerCallbacks, SyncStatus, Update, UpdateType
-from libcalico.syncer.catalog import (
-    BGP,
-    FELIX,
-    SYNCER_TYPES,
-    TUNNEL_IP_ALLOCATION,
-    ResourceType,
-    SyncerSpec,
-    syncer_spec,
-)
-from libcalico.syncer.core import Loss, SyncerCore
-from libcalico.syncer.plan import WatchMode
-from libcalico.syncer.syncer import Syncer, new_syncer
-from libcalico.syncer.validation import ValidationFilter
-from libcalico.syncer.view import ViewCallbacks
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from libcalico.syncer.backoff import RetryPolicy
+    from libcalico.syncer.callbacks import SyncerCallbacks, SyncStatus, Update, UpdateType
+    from libcalico.syncer.catalog import (
+        BGP,
+        FELIX,
+        SYNCER_TYPES,
+        TUNNEL_IP_ALLOCATION,
+        ResourceType,
+        SyncerSpec,
+        syncer_spec,
+    )
+    from libcalico.syncer.core import Loss, SyncerCore
+    from libcalico.syncer.plan import WatchMode
+    from libcalico.syncer.syncer import Syncer, new_syncer
+    from libcalico.syncer.validation import ValidationFilter
+    from libcalico.syncer.view import ViewCallbacks
+
+# Public name -> the submodule defining it. Imported on first use, so that a consumer of the callback
+# types (``SyncStatus``, ``Update``) does not pay for the syncer, its validation or the datastore.
+_LAZY: dict[str, str] = {
+    "RetryPolicy": "backoff",
+    "SyncerCallbacks": "callbacks", "SyncStatus": "callbacks", "Update": "callbacks", "UpdateType": "callbacks",
+    "BGP": "catalog", "FELIX": "catalog", "SYNCER_TYPES": "catalog", "TUNNEL_IP_ALLOCATION": "catalog",
+    "ResourceType": "catalog", "SyncerSpec": "catalog", "syncer_spec": "catalog",
+    "Loss": "core", "SyncerCore": "core",
+    "WatchMode": "plan",
+    "Syncer": "syncer", "new_syncer": "syncer",
+    "ValidationFilter": "validation",
+    "ViewCallbacks": "view",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its submodule on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "BGP",

@@ -50,6 +50,22 @@ class Update:
             )
 
 
+_new = object.__new__
+_slot: Any = Update.__dict__  # the slot descriptors: they set a field of a frozen instance directly
+_set_key, _set_value = _slot["key"].__set__, _slot["value"].__set__
+_set_revision, _set_type = _slot["revision"].__set__, _slot["update_type"].__set__
+
+
+def trusted_update(key: str, value: JSONMap | None, revision: int, update_type: UpdateType) -> Update:
+    """An Update built without ``__post_init__``'s check: for callers that guarantee it (half the cost)."""
+    update: Update = _new(Update)
+    _set_key(update, key)
+    _set_value(update, value)
+    _set_revision(update, revision)
+    _set_type(update, update_type)
+    return update
+
+
 @runtime_checkable
 class SyncerCallbacks(Protocol):
     """What a syncer drives. Either method may be a coroutine function; it is then awaited."""

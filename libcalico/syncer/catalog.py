@@ -9,7 +9,7 @@ list of them. Resource keys follow :mod:`libcalico.datastore.keys`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from libcalico.datastore.keys import IPAM_ROOT, RESOURCE_ROOT
 
@@ -42,8 +42,7 @@ RESOURCE_KINDS: dict[str, tuple[str, bool]] = {
 _SEGMENT = r"[^/]+"
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceType:
+class ResourceType(NamedTuple):
     """One watched set of keys: ``prefix`` to list and watch, ``pattern`` that every carried key matches."""
 
     name: str
@@ -57,8 +56,7 @@ class ResourceType:
         return key.startswith(self.prefix) and self.pattern.fullmatch(key) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class SyncerSpec:
+class SyncerSpec(NamedTuple):
     """A syncer type: its name and the resource types its stream carries."""
 
     name: str

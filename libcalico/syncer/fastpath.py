@@ -1,75 +1,134 @@
-"""A fast path for validating common WorkloadEndpoints: never more lenient than the model.
+"""Fast acceptance of common resources: never more lenient than the resource models.
 
 How it works::
 
-    value ──► accepts_workload_endpoint(value) ──True──► valid (the model would accept it)
-                          │ False: "not sure"
-                          ▼
-                 parse_resource(value)  (the full pydantic model, ~250 µs here)
+    accepts(kind, value) ──True──► valid: the kind's pydantic model accepts ``value``
+            │ False: "not sure" (a field or form it does not know, or invalid)
+            ▼
+    parse_resource(value)   (the full model: ~250 µs for a WorkloadEndpoint here)
 
-A snapshot of 100,000 WorkloadEndpoints would spend ~25 s in the full model
-(pydantic with Python field and model validators). Most endpoints have one
-plain form: known fields only, names and labels, IPv4 /32 networks, a MAC, an
-interface name, TCP/UDP/SCTP ports. This module checks exactly that form, in a
-few µs, reusing the model's own label and port-name checks (memoised: label
-keys and values, node and profile names repeat across endpoints) and, for the
-rest, rules equal to the model's or stricter (``fullmatch`` as the model, ASCII
-digits only). Anything
-outside that form answers False and goes through the full model, so the result
-is always the model's answer.
+A snapshot of 10,000 WorkloadEndpoints and 1,000 policies would spend seconds
+in the full models (pydantic with Python field and model validators). Most
+resources have one plain form; :func:`accepts` checks exactly that form in a
+few µs, restating the models' rules with equal or stricter ones (``fullmatch``
+as the models, ASCII digits only) and memoising what repeats (label keys and
+values, node, profile and tier names, selectors, networks). Anything outside
+the form answers False and goes through the full model, so a caller that
+falls back to the model always gets the model's answer. Kinds covered:
+WorkloadEndpoint, NetworkSet and GlobalNetworkSet here; NetworkPolicy,
+GlobalNetworkPolicy and Profile in :mod:`.fastpolicy`. ``value`` is JSON data
+(dicts, lists, str, int, float, bool, None) as a JSON decoder returns it.
 
-Guards against drift: :func:`model_fingerprint` hashes the source of every
-model, validator and pattern the rules below restate. When it differs from
-:data:`MODEL_FINGERPRINT` (the model changed since this module was checked
-against it) the fast path turns itself off with one warning, and
-``tests/unit/test_syncer_fastpath.py`` fails until someone reviews this module
-(and its property test against the model) and records the new fingerprint.
+Guard against drift: :func:`model_fingerprint` hashes the source text of the
+model modules these rules restate (read from disk; the models are not
+imported). When it differs from :data:`MODEL_FINGERPRINT` (a model changed
+since this module was checked against it) the fast path turns itself off with
+one warning, and ``tests/unit/test_syncer_fastpath*.py`` fail until someone
+reviews this module and :mod:`.fastpolicy` (and runs their differential tests
+against the models) and records the new fingerprint.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
+import ipaddress
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 
+import libcalico
+
 log = structlog.get_logger(__name__)
 
-MODEL_FINGERPRINT = "ee546e5f6332ad0848cb4f3dba5a6e4e9b67e58d29e3810884a7ecee357b6ee8"
+MODEL_FINGERPRINT = "b3667553f0f3b973297e98fb3a1745465fd44bbe14460ce0ed51e7b18c615d10"
 
-_V3 = "projectcalico.org/v3"
-_KIND = "WorkloadEndpoint"
-_META_FIELDS = frozenset({"name", "namespace", "generateName", "labels", "annotations",
-                          "resourceVersion", "uid", "creationTimestamp"})
-_META_TEXT = ("generateName", "resourceVersion", "uid", "creationTimestamp")
-_SPEC_FIELDS = frozenset({"orchestrator", "workload", "node", "containerID", "pod", "endpoint",
-                          "serviceAccountName", "ipNetworks", "profiles", "interfaceName", "mac", "ports"})
-_SPEC_TEXT = ("orchestrator", "workload", "pod", "endpoint", "serviceAccountName")
-_PORT_FIELDS = frozenset({"name", "protocol", "port", "hostPort"})
-_PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+# The model modules whose rules are restated here and in fastpolicy (libcalico/resources/<name>.py).
+MODEL_MODULES = ("base", "fields", "endpoint", "networkset", "rules", "policy", "profile")
+
+V3 = "projectcalico.org/v3"
+MEMO_LIMIT = 1 << 16
 
 _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
-_NAMESPACE_RE = re.compile(_LABEL, re.ASCII)
+_DNS_LABEL_RE = re.compile(_LABEL, re.ASCII)
+_QUALIFIED_RE = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", re.ASCII)
+_LABEL_VALUE_RE = re.compile(r"(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", re.ASCII)
+_PORT_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", re.ASCII)
+_LETTER_RE = re.compile(r"[a-z]", re.ASCII)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_HOST_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/32)?", re.ASCII)
 _CONTAINER_ID_RE = re.compile(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?", re.ASCII)
 _INTERFACE_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}", re.ASCII)
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}", re.ASCII)
-_IFACE_MAC_NET_RE = re.compile(
-    rf"{_INTERFACE_RE.pattern}\0{_MAC_RE.pattern}\0{_IPV4_HOST_RE.pattern}", re.ASCII)
 
-_MEMO_LIMIT = 1 << 16
+ANNOTATION_LIMIT = 256 * 1024  # fields.KindBase.ANNOTATION_LIMIT
+RESERVED_NAMESPACE_LABEL = "projectcalico.org/namespace"  # networkset.RESERVED_NAMESPACE_LABEL
 
 
-class _Memo:
-    """A bounded set of strings already found valid by one check."""
+# ---------------------------------------------------------------- string rules, as the models state them
+
+
+def subdomain(text: str) -> bool:
+    """A DNS-1123 subdomain (base.check_dns1123_subdomain, fields.check_subdomain)."""
+    return 0 < len(text) <= 253 and _SUBDOMAIN_RE.fullmatch(text) is not None
+
+
+def dns_label(text: str) -> bool:
+    """A DNS-1123 label of at most 63 characters (ObjectMeta's namespace, fields.check_label_name)."""
+    return 0 < len(text) <= 63 and _DNS_LABEL_RE.fullmatch(text) is not None
+
+
+def qualified_name(key: str) -> bool:
+    """A Kubernetes qualified name, ``[prefix/]name`` (fields.qualified_name_problem is None)."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (prefix and len(prefix) <= 253 and _SUBDOMAIN_RE.fullmatch(prefix) is not None):
+        return False
+    return 0 < len(name) <= 63 and _QUALIFIED_RE.fullmatch(name) is not None
+
+
+def label_value(value: str) -> bool:
+    """A label value (fields.label_value_problem is None)."""
+    return len(value) <= 63 and _LABEL_VALUE_RE.fullmatch(value) is not None
+
+
+def port_name(name: str) -> bool:
+    """A Kubernetes port name (fields.port_name_problem is None)."""
+    return (len(name) <= 15 and _PORT_NAME_RE.fullmatch(name) is not None and "--" not in name
+            and _LETTER_RE.search(name) is not None)
+
+
+def cidr_version(text: str) -> int:
+    """The IP version of a CIDR or IP (fields.parse_cidr_or_ip), 0 when it is not one."""
+    if not text:
+        return 0
+    try:
+        return ipaddress.ip_network(text, strict=False).version
+    except ValueError:
+        return 0
+
+
+def net_version(text: str) -> int:
+    """The IP version of a masked network or IP (fields._net), 0 when it is not one."""
+    if not text:
+        return 0
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+        if ipaddress.ip_address(text.split("/", 1)[0]) != net.network_address:
+            return 0
+    except ValueError:
+        return 0
+    return net.version
+
+
+class Memo:
+    """A bounded set of strings one check found valid (``ok`` for fast membership tests)."""
 
     __slots__ = ("check", "ok")
 
-    def __init__(self, check: Any) -> None:
+    def __init__(self, check: Callable[[str], bool]) -> None:
         self.check = check
         self.ok: set[str] = set()
 
@@ -78,196 +137,333 @@ class _Memo:
             return True
         if not self.check(text):
             return False
-        if len(self.ok) >= _MEMO_LIMIT:
+        if len(self.ok) >= MEMO_LIMIT:
             self.ok.clear()
         self.ok.add(text)
         return True
 
 
-def _subdomain(text: str) -> bool:
-    return 0 < len(text) <= 253 and _SUBDOMAIN_RE.fullmatch(text) is not None
+class Versions:
+    """A bounded map of network strings to their IP version (0: not valid)."""
+
+    __slots__ = ("check", "known")
+
+    def __init__(self, check: Callable[[str], int]) -> None:
+        self.check = check
+        self.known: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        version = self.known.get(text)
+        if version is None:
+            version = self.check(text)
+            if len(self.known) >= MEMO_LIMIT:
+                self.known.clear()
+            self.known[text] = version
+        return version
 
 
-class _Rules:
-    """The model's own checks the fast path calls, loaded (with the resource models) on first use."""
-
-    def __init__(self) -> None:
-        from libcalico.resources.fields import (
-            KindBase,
-            label_value_problem,
-            port_name_problem,
-            qualified_name_problem,
-        )
-
-        self.label_key = _Memo(lambda k: qualified_name_problem(k) is None)
-        self.label_value = _Memo(lambda v: label_value_problem(v) is None)
-        self.annotation_key = _Memo(lambda k: qualified_name_problem(k.lower()) is None)
-        self.port_name = _Memo(lambda n: port_name_problem(n) is None)
-        self.name = _Memo(_subdomain)
-        self.annotation_limit: int = KindBase.ANNOTATION_LIMIT
+NAMES = Memo(subdomain)
+NAMESPACES = Memo(dns_label)
+LABEL_KEYS = Memo(qualified_name)
+LABEL_VALUES = Memo(label_value)
+ANNOTATION_KEYS = Memo(lambda key: qualified_name(key.lower()))
+PORT_NAMES = Memo(port_name)
+CIDRS = Versions(cidr_version)
+NETS = Versions(net_version)
 
 
-_rules: _Rules | None = None
-_enabled: bool | None = None
-
-
-def model_fingerprint() -> str:
-    """A hash of the source of every model part and check whose rules this module restates."""
-    from libcalico.resources import base, endpoint, fields, rules
-
-    parts: list[Any] = [
-        base.CalicoModel, base.ObjectMeta, base.Resource, base.check_dns1123_subdomain,
-        base.parse_resource, fields.SpecModel, fields.KindBase, fields.check_subdomain, fields._name,
-        fields.int_range, fields.parse_cidr_or_ip, fields._cidr, fields._mac, fields._protocol,
-        fields.protocol_number, endpoint.WorkloadEndpoint, endpoint.WorkloadEndpointSpec,
-        endpoint.WorkloadEndpointPort, endpoint._interface, endpoint._container_id,
-    ]
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(inspect.getsource(part).encode())
-    for pattern in (base.DNS1123_SUBDOMAIN_RE, fields._SUBDOMAIN_RE, fields._MAC_RE,
-                    endpoint._INTERFACE_RE, endpoint._CONTAINER_ID_RE):
-        digest.update(pattern.pattern.encode())
-    digest.update(repr(sorted(rules.PORT_PROTOCOLS)).encode())
-    return digest.hexdigest()
-
-
-def enabled() -> bool:
-    """Whether the fast path is on: the models are the ones it was checked against."""
-    global _enabled, _rules
-    if _enabled is None:
-        try:
-            found = model_fingerprint()
-        except (OSError, TypeError, AttributeError) as exc:  # no source to read, or a part renamed
-            found = f"unavailable ({type(exc).__name__}: {exc})"
-        _enabled = found == MODEL_FINGERPRINT
-        if _enabled:
-            _rules = _Rules()
-        else:
-            log.warning("syncer fast validation disabled", reason="resource models changed",
-                        expected=MODEL_FINGERPRINT, found=found,
-                        review="libcalico/syncer/fastpath.py")
-    return _enabled
-
-
-def accepts_workload_endpoint(value: dict[str, Any]) -> bool:
-    """True only if the WorkloadEndpoint model accepts ``value``; False means "not sure": ask the model."""
-    if not (_enabled or enabled()):
+def labels_ok(labels: Any) -> bool:
+    """``dict[str, str]`` of valid label keys and values (KindBase, ProfileSpec.labelsToApply)."""
+    if labels.__class__ is not dict:
         return False
-    r = _rules
-    assert r is not None
-    if len(value) != 4 or value.get("apiVersion") != _V3 or value.get("kind") != _KIND:
-        return False
-    meta, spec = value.get("metadata"), value.get("spec")
-    if meta.__class__ is not dict or spec.__class__ is not dict:
-        return False
-    return _metadata_ok(r, meta) and _spec_ok(r, spec)
-
-
-def _metadata_ok(r: _Rules, meta: dict[str, Any]) -> bool:
-    if not meta.keys() <= _META_FIELDS:
-        return False
-    name, namespace = meta.get("name"), meta.get("namespace")
-    if name.__class__ is not str or not _subdomain(name):
-        return False
-    if namespace.__class__ is not str or len(namespace) > 63 or _NAMESPACE_RE.fullmatch(namespace) is None:
-        return False
-    get = meta.get
-    for field in _META_TEXT:  # optional strings: absent, null or a string
-        v = get(field)
-        if v is not None and v.__class__ is not str:
-            return False
-    labels = get("labels")
-    if labels is not None:
-        if labels.__class__ is not dict:
-            return False
-        keys_ok, values_ok = r.label_key.ok, r.label_value.ok
-        for k, v in labels.items():
-            if v.__class__ is str and k in keys_ok and v in values_ok:  # both seen valid before
-                continue
-            if k.__class__ is not str or v.__class__ is not str or not r.label_key(k) or not r.label_value(v):
-                return False
-    annotations = get("annotations")
-    if annotations is not None:
-        if annotations.__class__ is not dict:
-            return False
-        size = 0
-        keys_ok = r.annotation_key.ok
-        for k, v in annotations.items():
-            if v.__class__ is not str or k.__class__ is not str or (k not in keys_ok and not r.annotation_key(k)):
-                return False
-            size += len(k) + len(v)
-        if size > r.annotation_limit:
+    if LABEL_KEYS.ok.issuperset(labels) and LABEL_VALUES.ok.issuperset(labels.values()):
+        return True  # every key and value already seen valid (the sets hold only valid strings)
+    for key, value in labels.items():
+        if key.__class__ is not str or value.__class__ is not str or not LABEL_KEYS(key) or not LABEL_VALUES(value):
             return False
     return True
 
 
-def _spec_ok(r: _Rules, spec: dict[str, Any]) -> bool:
-    # Every spec field is optional: absent or null is fine, as for the model.
-    if not spec.keys() <= _SPEC_FIELDS:
+def _annotations_ok(annotations: Any) -> bool:
+    if annotations.__class__ is not dict:
+        return False
+    size = 0
+    for key, value in annotations.items():
+        if key.__class__ is not str or value.__class__ is not str or not ANNOTATION_KEYS(key):
+            return False
+        size += len(key) + len(value)
+    return size <= ANNOTATION_LIMIT
+
+
+_META_FIELDS = frozenset({"name", "namespace", "labels", "annotations", "generateName", "resourceVersion", "uid",
+                          "creationTimestamp", "deletionTimestamp"})
+_META_TEXT = frozenset({"generateName", "resourceVersion", "uid", "creationTimestamp", "deletionTimestamp"})
+
+
+def metadata_ok(meta: Any, namespaced: bool, name_ok: Callable[[str], bool]) -> bool:
+    """ObjectMeta of the plain form (Resource, ObjectMeta, KindBase checks); ``name_ok`` is the kind's name rule."""
+    if meta.__class__ is not dict:
+        return False
+    name = meta.get("name")
+    if name.__class__ is not str or not name_ok(name):
+        return False
+    present = 1
+    namespace = meta.get("namespace")
+    if namespace is not None:
+        if not namespaced or namespace.__class__ is not str or (
+                namespace not in NAMESPACES.ok and not NAMESPACES(namespace)):
+            return False
+        present += 1
+    labels = meta.get("labels")
+    if labels is not None:
+        if not labels_ok(labels):
+            return False
+        present += 1
+    annotations = meta.get("annotations")
+    if annotations is not None:
+        if not _annotations_ok(annotations):
+            return False
+        present += 1
+    if len(meta) != present:  # other fields, or nulls: only the optional text fields are understood
+        for field, value in meta.items():
+            if field not in _META_FIELDS or (field in _META_TEXT and value is not None and value.__class__ is not str):
+                return False
+    return True
+
+
+# ---------------------------------------------------------------- WorkloadEndpoint
+
+_WEP_SPEC = frozenset({"orchestrator", "workload", "node", "containerID", "pod", "endpoint", "serviceAccountName",
+                       "ipNetworks", "profiles", "interfaceName", "mac", "ports"})
+_TEXT = frozenset({str, type(None)})
+_PORT_PROTOCOL_NAMES = frozenset({"TCP", "UDP", "SCTP", "6", "17", "132"})
+_PORT_PROTOCOL_NUMBERS = frozenset({6, 17, 132})
+_WEP_PORT = frozenset({"name", "protocol", "port", "hostPort", "hostIP"})
+
+
+_name_match = _SUBDOMAIN_RE.fullmatch
+_iface_match = _INTERFACE_RE.fullmatch
+_ipv4_match = _IPV4_HOST_RE.fullmatch
+_PORTS_OK: set[tuple[str, str, int]] = set()  # (name, protocol, port) of named ports found valid
+
+
+def _wep(value: dict[str, Any]) -> bool:
+    if len(value) != 4 or value.get("kind") != "WorkloadEndpoint" or value.get("apiVersion") != V3:
+        return False  # len 4: apiVersion, kind, metadata and spec (required), nothing else
+    meta, spec = value.get("metadata"), value.get("spec")
+    if meta.__class__ is not dict or spec.__class__ is not dict:
+        return False
+    name, labels = meta.get("name"), meta.get("labels")
+    if not (len(meta) == 3 and name.__class__ is str and 0 < len(name) <= 253 and _name_match(name) is not None
+            and meta.get("namespace") in NAMESPACES.ok and labels.__class__ is dict
+            and LABEL_KEYS.ok.issuperset(labels) and LABEL_VALUES.ok.issuperset(labels.values())):
+        # Not the usual name, namespace and labels (all seen valid before): the whole check.
+        if not metadata_ok(meta, True, subdomain):
+            return False
+    if not spec.keys() <= _WEP_SPEC:
         return False
     get = spec.get
-    for field in _SPEC_TEXT:
-        v = get(field)
-        if v is not None and v.__class__ is not str:
-            return False
     node = get("node")
-    if node is not None and (node.__class__ is not str or (node not in r.name.ok and not r.name(node))):
+    if node not in NAMES.ok and node is not None and (node.__class__ is not str or not NAMES(node)):
+        return False
+    if not _TEXT.issuperset((get("orchestrator").__class__, get("pod").__class__, get("endpoint").__class__,
+                             get("serviceAccountName").__class__, get("workload").__class__)):
+        return False
+    iface = get("interfaceName")
+    if iface is not None and (iface.__class__ is not str or _iface_match(iface) is None):
+        return False
+    nets = get("ipNetworks")
+    if nets is not None:
+        if nets.__class__ is not list:
+            return False
+        for net in nets:
+            if net.__class__ is not str or (_ipv4_match(net) is None and not _single_address(net)):
+                return False
+    profiles = get("profiles")
+    if profiles is not None and (profiles.__class__ is not list or (
+            not NAMES.ok.issuperset(profiles) and not _names(profiles))):
         return False
     cid = get("containerID")
     if cid is not None and (cid.__class__ is not str or (
             not (cid.isascii() and cid.isalnum()) and _CONTAINER_ID_RE.fullmatch(cid) is None)):
         return False
-    iface, mac, nets = get("interfaceName"), get("mac"), get("ipNetworks")
-    if (iface.__class__ is str and mac.__class__ is str and nets.__class__ is list and len(nets) == 1
-            and nets[0].__class__ is str):
-        # The usual endpoint: one regex for all three (NUL occurs in none of them).
-        if _IFACE_MAC_NET_RE.fullmatch(f"{iface}\0{mac}\0{nets[0]}") is None:
-            return False
-    else:
-        if iface is not None and (iface.__class__ is not str or _INTERFACE_RE.fullmatch(iface) is None):
-            return False
-        if mac is not None and (mac.__class__ is not str or _MAC_RE.fullmatch(mac) is None):
-            return False
-        if nets is not None:
-            if nets.__class__ is not list:
-                return False
-            for net in nets:
-                if net.__class__ is not str or _IPV4_HOST_RE.fullmatch(net) is None:
-                    return False
-    profiles = get("profiles")
-    if profiles is not None:
-        if profiles.__class__ is not list:
-            return False
-        names_ok = r.name.ok
-        for profile in profiles:
-            if profile.__class__ is not str or (profile not in names_ok and not r.name(profile)):
-                return False
+    mac = get("mac")
+    if mac is not None and (mac.__class__ is not str or _MAC_RE.fullmatch(mac) is None):
+        return False
     ports = get("ports")
-    return ports is None or _ports_ok(r, ports)
+    if ports is None:
+        return True
+    if ports.__class__ is list and len(ports) == 1:
+        port = ports[0]
+        if port.__class__ is dict and len(port) == 3:
+            name, protocol, number = port.get("name"), port.get("protocol"), port.get("port")
+            if (name.__class__ is str and protocol.__class__ is str and number.__class__ is int
+                    and (name, protocol, number) in _PORTS_OK):
+                return True  # the usual single named port, seen valid before (exact types: no 1 == True)
+    return _wep_ports(ports)
 
 
-def _ports_ok(r: _Rules, ports: Any) -> bool:
+def _names(names: list[Any]) -> bool:
+    for name in names:
+        if name.__class__ is not str or not NAMES(name):
+            return False
+    return True
+
+
+def _single_address(text: str) -> bool:
+    # WorkloadEndpointSpec: a CIDR (fields._cidr) holding one address.
+    if not text:
+        return False
+    try:
+        return ipaddress.ip_network(text, strict=False).num_addresses == 1
+    except ValueError:
+        return False
+
+
+def _wep_ports(ports: Any) -> bool:
     if ports.__class__ is not list:
         return False
-    names: set[str] = set()
+    names: list[str] = []
     for port in ports:
-        if port.__class__ is not dict or not port.keys() <= _PORT_FIELDS:
+        if port.__class__ is not dict or not port.keys() <= _WEP_PORT:
             return False
         protocol = port.get("protocol")
-        if protocol.__class__ is not str or protocol not in _PORT_PROTOCOLS:
+        if not ((protocol.__class__ is str and protocol in _PORT_PROTOCOL_NAMES)
+                or (protocol.__class__ is int and protocol in _PORT_PROTOCOL_NUMBERS)):
             return False
         number = port.get("port")
-        if number.__class__ is not int or not 1 <= number <= 65535:
+        if number.__class__ is not int or not 0 < number < 65536:
             return False
         host_port = port.get("hostPort")
-        if host_port is not None and (host_port.__class__ is not int or not 1 <= host_port <= 65535):
+        if host_port is not None and (host_port.__class__ is not int or not 0 < host_port < 65536):
+            return False
+        host_ip = port.get("hostIP")
+        if host_ip is not None and (host_ip.__class__ is not str or not _ip_address(host_ip)):
             return False
         name = port.get("name")
+        if name is not None and name.__class__ is not str:
+            return False
         if name:
-            if name.__class__ is not str or name in names or not r.port_name(name):
+            if name in names or (name not in PORT_NAMES.ok and not PORT_NAMES(name)):
                 return False
-            names.add(name)
-        elif host_port is None or (name is not None and name.__class__ is not str):
-            return False  # no name needs a hostPort (the model's rule); a non-string falsy name: ask it
+            names.append(name)
+        elif host_port is None:
+            return False  # an unnamed port needs a hostPort (and hostPort 0 is out of range above)
+    if len(ports) == 1 and len(ports[0]) == 3 and names and ports[0]["protocol"].__class__ is str:
+        if len(_PORTS_OK) >= MEMO_LIMIT:  # remember the usual single named port (checked above: exact types)
+            _PORTS_OK.clear()
+        _PORTS_OK.add((names[0], ports[0]["protocol"], ports[0]["port"]))
     return True
+
+
+def _ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- NetworkSet, GlobalNetworkSet
+
+
+def _network_set(kind: str, namespaced: bool) -> Callable[[dict[str, Any]], bool]:
+    def check(value: dict[str, Any]) -> bool:
+        if value.get("kind") != kind or value.get("apiVersion") != V3:
+            return False
+        spec = value.get("spec", _EMPTY)
+        meta: Any = value.get("metadata")
+        if spec.__class__ is not dict or not value.keys() <= _TOP or not metadata_ok(meta, namespaced, subdomain):
+            return False
+        labels = meta.get("labels")
+        if labels is not None and RESERVED_NAMESPACE_LABEL in labels:
+            return False
+        if not spec.keys() <= _NETSET_SPEC:
+            return False
+        nets = spec.get("nets")
+        if nets is None:
+            return True
+        if nets.__class__ is not list:
+            return False
+        known = CIDRS.known
+        for net in nets:
+            if net.__class__ is not str or not (known.get(net) or CIDRS(net)):
+                return False
+        return True
+
+    return check
+
+
+_EMPTY: dict[str, Any] = {}
+_TOP = frozenset({"apiVersion", "kind", "metadata", "spec"})
+_NETSET_SPEC = frozenset({"nets"})
+
+
+# ---------------------------------------------------------------- the guard and the entry point
+
+
+def model_fingerprint() -> str:
+    """A hash of the source text of the model modules whose rules this module and fastpolicy restate."""
+    root = Path(libcalico.__file__).resolve().parent / "resources"
+    digest = hashlib.sha256()
+    for name in MODEL_MODULES:
+        digest.update(name.encode() + b"\0")
+        digest.update((root / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
+_CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {}
+_enabled: bool | None = None
+
+
+def enabled() -> bool:
+    """Whether the fast path is on: the models are the ones it was checked against."""
+    global _enabled
+    if _enabled is None:
+        try:
+            found = model_fingerprint()
+        except OSError as exc:  # no source to read (a zip or bytecode-only install)
+            found = f"unavailable ({type(exc).__name__}: {exc})"
+        _enabled = found == MODEL_FINGERPRINT
+        if _enabled:
+            from libcalico.syncer import fastpolicy
+
+            _CHECKS.update({
+                "WorkloadEndpoint": _wep,
+                "NetworkSet": _network_set("NetworkSet", True),
+                "GlobalNetworkSet": _network_set("GlobalNetworkSet", False),
+                **fastpolicy.CHECKS,
+            })
+        else:
+            log.warning("syncer fast validation disabled", reason="resource models changed",
+                        expected=MODEL_FINGERPRINT, found=found,
+                        review="libcalico/syncer/fastpath.py, libcalico/syncer/fastpolicy.py")
+    return _enabled
+
+
+def accepts(kind: str, value: dict[str, Any]) -> bool:
+    """True only if ``parse_resource(value)`` would succeed and give a ``kind``; False means "not sure: ask the model".
+
+    Covers NetworkPolicy, GlobalNetworkPolicy, Profile, NetworkSet, GlobalNetworkSet and
+    WorkloadEndpoint (any other kind: False). ``value`` is JSON data as a decoder returns it;
+    it is not changed. The key (name and namespace against the datastore path) is the caller's to check.
+    """
+    if not (_enabled or enabled()):
+        return False
+    check = _CHECKS.get(kind)
+    if check is None or value.__class__ is not dict:
+        return False
+    try:
+        return check(value)
+    except TypeError:  # an unhashable value where a string belongs: not the plain form
+        return False
+
+
+def accepts_workload_endpoint(value: dict[str, Any]) -> bool:
+    """True only if the WorkloadEndpoint model accepts ``value``; False means "not sure": ask the model."""
+    return accepts("WorkloadEndpoint", value)
+
+
+def fast_kinds() -> frozenset[str]:
+    """The kinds :func:`accepts` can say True for (none while the fast path is off)."""
+    return frozenset(_CHECKS) if enabled() else frozenset()

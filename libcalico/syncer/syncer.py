@@ -5,6 +5,8 @@ How it works::
     watch task (one per WatchPlan)            main task
     ───────────────────────────────           ─────────────────────────────────
     list(prefix) ─► Listed ──────┐            core.start()  → on_status(wait-for-datastore)
+    or list_rows(prefix) ─►      │
+      ListedRows ────────────────┤
     or list_pages(prefix) ─►     │
       Begin, Page, Page…, End ───┤
     watch(prefix, rev) ─► Events ┼► queue ──► core.listed/page/events/lost → batch
@@ -12,8 +14,11 @@ How it works::
       └─ Lost; jittered backoff, then list again
 
 A bounded queue between the two gives backpressure: a slow consumer slows the
-watch tasks rather than growing memory. Watch tasks are task roots: any
-failure is logged, reported as a loss and retried after a backoff.
+watch tasks rather than growing memory. A listing's entries all survive, so the
+cyclic garbage collector is paused from the start of the listing (``list_rows``,
+sqlite) or from its first page (``list_pages``, etcd) until it has been
+delivered. Watch tasks are task roots: any failure is logged, reported as a
+loss and retried after a backoff.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from libcalico.syncer.callbacks import (
     deliver_updates,
 )
 from libcalico.syncer.catalog import SyncerSpec, syncer_spec
-from libcalico.syncer.core import Loss, Output, SyncerCore
+from libcalico.syncer.core import Loss, Output, Row, SyncerCore
 from libcalico.syncer.plan import WatchMode, WatchPlan, default_watch_mode, plan_watches
 from libcalico.syncer.validation import ValidationFilter
 
@@ -54,6 +59,14 @@ class _Listed:
     wid: int
     items: list[KV]
     revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ListedRows:
+    wid: int
+    rows: list[Row]
+    revision: int
+    pause: contextlib.ExitStack  # the collector pause taken before the listing, released once it is delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +98,7 @@ class _Lost:
     why: Loss
 
 
-_Message = _Listed | _Begin | _Page | _End | _Event | _Lost
+_Message = _Listed | _ListedRows | _Begin | _Page | _End | _Event | _Lost
 
 
 class Syncer:
@@ -132,6 +145,11 @@ class Syncer:
                 tg.create_task(self._main(), name=f"syncer-{self.spec.name}-main")
         except BaseExceptionGroup as group:  # only the main task can fail: the watch tasks never do
             raise group.exceptions[0] from None
+        finally:
+            while not self._queue.empty():  # listings never handled must not keep the collector paused
+                msg = self._queue.get_nowait()
+                if isinstance(msg, _ListedRows):
+                    msg.pause.close()
 
     def start(self) -> asyncio.Task[None]:
         """Run in a background task; ``stop()`` ends it."""
@@ -170,14 +188,14 @@ class Syncer:
             while True:
                 msg = await self._queue.get()
                 outputs = self._handle(msg)
-                work = len(msg.items) if isinstance(msg, _Page | _Listed) else 1
+                work = _work(msg)
                 while work < _MAX_BATCH:
                     try:
                         msg = self._queue.get_nowait()
                     except asyncio.QueueEmpty:
                         break
                     outputs.extend(self._handle(msg))
-                    work += len(msg.items) if isinstance(msg, _Page | _Listed) else 1
+                    work += _work(msg)
                 await self._deliver(outputs)
                 for wid in self._ended:
                     self._collector_pauses.pop(wid).close()
@@ -192,6 +210,14 @@ class Syncer:
     def _handle(self, msg: _Message) -> list[Output]:
         if isinstance(msg, _Event):
             return self.core.events(msg.wid, (msg.event,))
+        if isinstance(msg, _ListedRows):
+            self.listings[msg.wid] += 1
+            if msg.wid in self._collector_pauses:
+                msg.pause.close()
+            else:
+                self._collector_pauses[msg.wid] = msg.pause
+            self._end_pause(msg.wid)
+            return self.core.listed_rows(msg.wid, msg.rows, msg.revision)
         if isinstance(msg, _Page):
             return self.core.page(msg.wid, msg.items)
         if isinstance(msg, _Begin):
@@ -277,6 +303,19 @@ class Syncer:
         A backend with ``list_pages`` (etcd) streams: each page goes to the main task
         while the next is fetched, so validation overlaps the datastore's reading.
         """
+        list_rows = getattr(self.backend, "list_rows", None)
+        if list_rows is not None:
+            # sqlite: the listing as plain rows (no KV object per entry), read with the collector paused
+            # until the main task has delivered it (see etcd_codec.collector_paused).
+            pause = contextlib.ExitStack()
+            pause.enter_context(collector_paused())
+            try:
+                rows, listed_at = await list_rows(plan.prefix)
+                await self._queue.put(_ListedRows(wid, rows, listed_at, pause))
+            except BaseException:
+                pause.close()
+                raise
+            return int(listed_at)
         pages = getattr(self.backend, "list_pages", None)
         if pages is None:
             listing = await self.backend.list(plan.prefix)
@@ -305,6 +344,15 @@ class Syncer:
             await aclose()
         except Exception as exc:  # part of the watch task root: cleanup must not replace the real outcome
             log.warning("syncer watch close failed", syncer=self.spec.name, prefix=plan.prefix, error=repr(exc))
+
+
+def _work(msg: _Message) -> int:
+    """How much a message weighs against the batch limit: its entries, or one."""
+    if isinstance(msg, _ListedRows):
+        return len(msg.rows)
+    if isinstance(msg, _Page | _Listed):
+        return len(msg.items)
+    return 1
 
 
 def new_syncer(

@@ -11,24 +11,31 @@ How it works::
 Every root task is cancelled at stop: nothing is torn down in the kernel, so
 traffic keeps flowing while Felix restarts, and the next run's start-up sweep
 takes over the table in one transaction.
+
+:func:`assemble` builds and connects the parts without starting anything (no
+kernel access; tests run it as the real pre-apply path); :func:`wire` adds
+health and metrics and starts the root tasks. Metrics are plain numbers until
+the registry is first used (the first scrape), so prometheus-client is not
+loaded on the way to the first apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import structlog
 
 from libcalico.datastore import backend_from_env
+from libcalico.datastore.backend import Backend
 from libcalico.runtime import Lifecycle, Reporter
 from services.felix.calc import CalcGraph
-from services.felix.config import SPEC, STATUS_DIR_NAME, FelixSettings, region_string
+from services.felix.config import SPEC, STATUS_DIR_NAME, FelixSettings, StartContext, region_string
 from services.felix.dataplane.dataplane import Dataplane, DataplaneOptions
 from services.felix.dataplane.settings import settings_from_config
-from services.felix.input import InputLink, open_input
+from services.felix.input import InputLink, Runnable, open_input
 from services.felix.memory import settle, settle_after_startup
 from services.felix.metrics import DataplaneSizes, FelixMetrics
 from services.felix.pipeline import ConfigTracker, Pipeline, StatusSink
@@ -37,28 +44,6 @@ from services.felix.status import DatastoreStatusReporter, EndpointStatusFiles
 log = structlog.get_logger("felix")
 
 WATCHDOG_INTERVAL = 1.0
-
-
-@dataclass
-class RestartRequest:
-    """Set when a datastore config change needs a restart; ``datastore`` is the config that caused it."""
-
-    requested: bool = False
-    reasons: list[str] = field(default_factory=list)
-    datastore: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StartContext:
-    """What the command line hands the wiring besides the settings."""
-
-    argv: list[str]
-    environ: dict[str, str]
-    hostname: str
-    datastore_env: dict[str, str]
-    overlay: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    restart: RestartRequest = field(default_factory=RestartRequest)
 
 
 class Health:
@@ -103,13 +88,23 @@ class Health:
             await asyncio.sleep(WATCHDOG_INTERVAL)
 
 
-async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> None:
-    """Open the datastore, start the input stream, the dataplane and the reporters."""
-    for note in ctx.notes:
-        log.warning("startup note", detail=note)
+class Parts(NamedTuple):
+    """Felix's parts, connected but not running: nothing here has touched the kernel yet."""
+
+    metrics: FelixMetrics
+    dataplane: Dataplane
+    graph: CalcGraph
+    reporter: DatastoreStatusReporter
+    pipeline: Pipeline
+    source: Runnable
+    link: InputLink
+
+
+def assemble(settings: FelixSettings, ctx: StartContext, backend: Backend,
+             on_restart: Callable[[list[str], dict[str, Any]], None]) -> Parts:
+    """Build the input stream, pipeline, graph, dataplane and status sinks on an open ``backend``."""
     hostname = ctx.hostname
-    backend = await lc.enter(backend_from_env(ctx.datastore_env))
-    metrics = FelixMetrics(lc.registry)
+    metrics = FelixMetrics()
     dataplane = Dataplane(DataplaneOptions(hostname=hostname, netns=settings.dataplane_netns or None,
                                            settings=settings_from_config(ctx.overlay), while_programming=settle))
     graph = CalcGraph(hostname)
@@ -122,6 +117,17 @@ async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> Non
     sinks: list[StatusSink] = [reporter]
     if settings.endpoint_status_path_prefix:
         sinks.append(EndpointStatusFiles(os.path.join(settings.endpoint_status_path_prefix, STATUS_DIR_NAME)))
+    config = ConfigTracker(SPEC, ctx.argv, ctx.environ, settings, ctx.overlay, on_restart)
+    pipeline = Pipeline(graph, dataplane, config, metrics, sinks)
+    source, link = open_input(settings, hostname, backend, pipeline, ctx.datastore_env, graph.validated_kinds())
+    return Parts(metrics, dataplane, graph, reporter, pipeline, source, link)
+
+
+async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> None:
+    """Open the datastore, start the input stream, the dataplane and the reporters."""
+    for note in ctx.notes:
+        log.warning("startup note", detail=note)
+    backend = await lc.enter(backend_from_env(ctx.datastore_env))
 
     def restart(reasons: list[str], datastore: dict[str, Any]) -> None:
         ctx.restart.requested = True
@@ -129,9 +135,9 @@ async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> Non
         ctx.restart.datastore = datastore
         lc.request_stop("config changed: " + ", ".join(reasons))
 
-    config = ConfigTracker(SPEC, ctx.argv, ctx.environ, settings, ctx.overlay, restart)
-    pipeline = Pipeline(graph, dataplane, config, metrics, sinks)
-    source, link = open_input(settings, hostname, backend, pipeline, ctx.datastore_env, graph.validated_kinds())
+    parts = assemble(settings, ctx, backend, restart)
+    lc.with_registry(parts.metrics.export)  # registered when metrics are first served
+    dataplane, pipeline, link = parts.dataplane, parts.pipeline, parts.link
     health = Health(lc, dataplane, link, pipeline, settings.dataplane_watchdog_timeout)
     pipeline.on_change = health.refresh
     link.listeners.append(health.refresh)
@@ -140,10 +146,10 @@ async def wire(lc: Lifecycle, settings: FelixSettings, ctx: StartContext) -> Non
     lc.spawn("dataplane", dataplane.run(), cancel_on_stop=True)
     lc.spawn("dataplane-monitor", pipeline.monitor(), cancel_on_stop=True)
     lc.spawn("dataplane-watchdog", health.watchdog(settings.dataplane_watchdog_timeout), cancel_on_stop=True)
-    lc.spawn("input", source.run(), cancel_on_stop=True)
-    lc.spawn("status-reporter", reporter.run(dataplane.ready), cancel_on_stop=True)
+    lc.spawn("input", parts.source.run(), cancel_on_stop=True)
+    lc.spawn("status-reporter", parts.reporter.run(dataplane.ready), cancel_on_stop=True)
     lc.spawn("startup-gc", settle_after_startup(dataplane.ready), cancel_on_stop=True)
-    log.info("felix started", hostname=hostname, input=link.via, netns=settings.dataplane_netns or None,
+    log.info("felix started", hostname=ctx.hostname, input=link.via, netns=settings.dataplane_netns or None,
              datastore=ctx.datastore_env.get("DATASTORE_TYPE", "sqlite"),
              status_dir=os.path.join(settings.endpoint_status_path_prefix, STATUS_DIR_NAME)
              if settings.endpoint_status_path_prefix else None)

@@ -14,6 +14,12 @@ How it works::
 The datastore is chosen as everywhere else (``DATASTORE_TYPE``, ``CALICO_DB``,
 ``ETCD_*``, ``KUBECONFIG``), with Felix's ``FELIX_DATASTORETYPE`` /
 ``FELIX_ETCD*`` parameters taking precedence.
+
+Start-up cost: this module imports what the settings and the pre-read need
+(the runtime, the settings, the raw datastore backend); the wiring
+(:mod:`services.felix.app`: graph, dataplane, input) is imported by ``wire``,
+once the settings are loaded and the health server is listening.
+``tests/unit/felix/test_startup_imports.py`` keeps heavy libraries off this path.
 """
 
 from __future__ import annotations
@@ -27,16 +33,21 @@ import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
-import structlog
-
 from libcalico.datastore import backend_from_env
 from libcalico.errors import DatastoreError, ValidationError
-from libcalico.runtime import Lifecycle, Loaded, SettingsError, configure_logging, launch
+from libcalico.runtime import (
+    Lifecycle,
+    Loaded,
+    SettingsError,
+    configure_logging,
+    get_logger,
+    launch,
+)
 from libcalico.typha.tls import TLSConfigError
-from services.felix import app
 from services.felix.config import (
     SPEC,
     FelixSettings,
+    StartContext,
     datastore_env,
     datastore_layers,
     known_fields,
@@ -47,7 +58,7 @@ from services.felix.dataplane.errors import RenderError
 from services.felix.dataplane.settings import settings_from_config
 from services.felix.input import TLS_NAMES, typha_tls
 
-log = structlog.get_logger("felix")
+log = get_logger("felix")
 
 HANDOVER_ENV = "CALICO_FELIX_RESTART_CONFIG"  # the datastore config handed to the next run on a restart
 PREREAD_TIMEOUT = 10.0
@@ -70,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     layers = handed_over(handover, ctx) if handover else preread(ctx)
 
     async def wire(lc: Lifecycle, settings: FelixSettings) -> None:
+        # The graph, the dataplane and the input are imported here: see the module docstring.
+        from services.felix import app
+
         await app.wire(lc, settings, ctx)
 
     os.register_at_fork(after_in_child=forget_signal_handlers)
@@ -97,12 +111,12 @@ def forget_signal_handlers() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_context(local: Loaded[FelixSettings], argv: list[str], environ: Mapping[str, str]) -> app.StartContext:
+def start_context(local: Loaded[FelixSettings], argv: list[str], environ: Mapping[str, str]) -> StartContext:
     """Hostname, datastore variables and the local dataplane overlay."""
     settings = local.settings
     hostname = settings.felix_hostname or environ.get("NODENAME", "") or socket.gethostname()
-    return app.StartContext(argv=argv, environ=dict(environ), hostname=hostname,
-                            datastore_env=datastore_env(settings, environ), overlay=local_overlay(local))
+    return StartContext(argv=argv, environ=dict(environ), hostname=hostname,
+                        datastore_env=datastore_env(settings, environ), overlay=local_overlay(local))
 
 
 def check_local(local: Loaded[FelixSettings]) -> None:
@@ -120,7 +134,7 @@ def check_local(local: Loaded[FelixSettings]) -> None:
         raise SettingsError(str(exc), source="Typha TLS settings") from None
 
 
-def preread(ctx: app.StartContext) -> list[tuple[str, dict[str, Any]]]:
+def preread(ctx: StartContext) -> list[tuple[str, dict[str, Any]]]:
     """FelixConfiguration layers read from the datastore before start-up (none when it cannot be read)."""
     async def read() -> dict[str, dict[str, Any]]:
         async with backend_from_env(ctx.datastore_env) as backend:
@@ -135,7 +149,7 @@ def preread(ctx: app.StartContext) -> list[tuple[str, dict[str, Any]]]:
     return datastore_layers(specs.get("default"), specs.get(f"node.{ctx.hostname}"), ctx.hostname)
 
 
-def handed_over(text: str, ctx: app.StartContext) -> list[tuple[str, dict[str, Any]]]:
+def handed_over(text: str, ctx: StartContext) -> list[tuple[str, dict[str, Any]]]:
     """The datastore config the previous run restarted for."""
     try:
         spec = json.loads(text)

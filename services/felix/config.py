@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from libcalico.datastore.backend import Backend
-from libcalico.datastore.client import resource_key
+from libcalico.datastore.keys import ResourceKey
 from libcalico.errors import NotFound
-from libcalico.resources import FelixConfiguration
 from libcalico.runtime import Loaded, ServiceSettings, SettingsSpec, SourceKind, setting
 from libcalico.runtime.paramtypes import Bool, Duration, Int, OneOf, Port, PortList, Str
 
 DEFAULT_CONFIG_FILE = "/etc/calico/felix.cfg"
 STATUS_DIR_NAME = "endpoint-status"
+FELIX_CONFIGURATIONS = "felixconfigurations"  # the plural of FelixConfiguration's datastore keys
 
 
 @dataclass(frozen=True)
@@ -195,12 +195,38 @@ def field_name(attr: str) -> str:
     return _FIELD_OF[attr]
 
 
+@dataclass
+class RestartRequest:
+    """Set when a datastore config change needs a restart; ``datastore`` is the config that caused it."""
+
+    requested: bool = False
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    datastore: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass
+class StartContext:
+    """What the command line hands the wiring besides the settings."""
+
+    argv: list[str]
+    environ: dict[str, str]
+    hostname: str
+    datastore_env: dict[str, str]
+    overlay: dict[str, Any]
+    notes: list[str] = dataclasses.field(default_factory=list)
+    restart: RestartRequest = dataclasses.field(default_factory=RestartRequest)
+
+
 async def read_felix_configuration(backend: Backend, hostname: str) -> dict[str, dict[str, Any]]:
-    """The specs of FelixConfiguration ``default`` and ``node.<hostname>`` that exist, by name."""
+    """The specs of FelixConfiguration ``default`` and ``node.<hostname>`` that exist, by name.
+
+    Raw stored values, read by key: each field is checked by the settings' own kinds when the
+    settings are loaded, so no resource model is needed (or imported) here.
+    """
     out: dict[str, dict[str, Any]] = {}
     for name in ("default", f"node.{hostname}"):
         try:
-            kv = await backend.get(resource_key(FelixConfiguration, name))
+            kv = await backend.get(ResourceKey(FELIX_CONFIGURATIONS, name).path)
         except NotFound:
             continue
         spec = kv.value.get("spec")

@@ -19,12 +19,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
 import structlog
 
 from libcalico.datastore.backend import Backend
 from libcalico.syncer import (
-    ResourceType,
     Syncer,
     SyncerCallbacks,
     SyncStatus,
@@ -38,7 +36,8 @@ from services.felix.config import FelixSettings
 if TYPE_CHECKING:
     from libcalico.typha.stream import Output, StreamAssembler
 
-# The Typha client and its protocol are imported only when Felix reads through Typha (start-up time).
+# The Typha client and its protocol, and aiohttp (Kubernetes discovery of Typha), are imported only when
+# Felix reads through Typha that way (start-up time).
 
 log = structlog.get_logger("felix.input")
 
@@ -115,14 +114,8 @@ class GraphValidatesFilter(ValidationFilter):
     """
 
     def __init__(self, syncer: str, graph_kinds: frozenset[str]) -> None:
-        super().__init__(syncer)
+        super().__init__(syncer, skip_kinds=graph_kinds)
         self.graph_kinds = graph_kinds
-
-    def accepts(self, rtype: ResourceType, key: str, value: Any, revision: int) -> bool:
-        """True for the graph's own kinds; the full check for everything else."""
-        if rtype.kind is not None and rtype.kind in self.graph_kinds:
-            return True
-        return super().accepts(rtype, key, value, revision)
 
 
 def datastore_syncer(backend: Backend, callbacks: SyncerCallbacks, graph_kinds: frozenset[str]) -> Syncer:
@@ -201,6 +194,7 @@ class KubernetesTyphaDiscovery:
 
     async def __call__(self) -> list[str]:
         """Look the Service's endpoints up; raise OSError when the API cannot answer."""
+        import aiohttp  # Kubernetes discovery only: aiohttp is not loaded otherwise (start-up time)
         from kubernetes_asyncio import client, config
         from kubernetes_asyncio.client.exceptions import ApiException
         from kubernetes_asyncio.config import ConfigException

@@ -17,19 +17,20 @@ would free 3,000-30,000 objects, no RSS difference, for 0.3-0.7 s of CPU.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import time
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
 log = structlog.get_logger("felix.memory")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-_malloc_trim = getattr(_libc, "malloc_trim", None)  # glibc only
-
 STARTUP_GC_LIMIT = 120.0
+
+# glibc's malloc_trim, looked up on first use (ctypes and the lookup cost start-up time); None if absent.
+_malloc_trim: Callable[[int], Any] | None = None
+_looked_up = False
 
 
 _settled = False
@@ -65,5 +66,16 @@ def release() -> None:
     glibc keeps freed small blocks in its heap; without this the process's
     RSS stays at its start-up peak.
     """
-    if _malloc_trim is not None:
-        _malloc_trim(0)
+    trim = _trim_function()
+    if trim is not None:
+        trim(0)
+
+
+def _trim_function() -> Callable[[int], Any] | None:
+    global _malloc_trim, _looked_up
+    if not _looked_up:
+        _looked_up = True
+        import ctypes
+
+        _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own libc; glibc only
+    return _malloc_trim

@@ -21,16 +21,13 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import structlog
 
 from libcalico.runtime import SettingsError, SettingsSpec
 from libcalico.syncer import SyncStatus, Update
-from services.felix.calc import CalcGraph
 from services.felix.config import FelixSettings, known_fields, restart_reasons
-from services.felix.dataplane.dataplane import Dataplane
 from services.felix.messages import (
     ConfigUpdate,
     HostEndpoint,
@@ -45,13 +42,16 @@ from services.felix.messages import (
 )
 from services.felix.metrics import FelixMetrics
 
+if TYPE_CHECKING:
+    from services.felix.calc import CalcGraph
+    from services.felix.dataplane.dataplane import Dataplane
+
 log = structlog.get_logger("felix.pipeline")
 
 RECHECK_INTERVAL = 0.2  # how often the monitor looks again while an endpoint's interface is missing
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointStatus:
+class EndpointStatus(NamedTuple):
     """One local endpoint as programmed: ``up`` once its rules (and, for a workload, its route) are in."""
 
     workload_id: WorkloadEndpointID | None

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 
 from libcalico.runtime.errors import ServiceError
 from libcalico.runtime.health import HealthAggregator, StatusServer, new_registry, open_status
@@ -154,3 +154,41 @@ async def test_port_in_use_is_a_clear_error() -> None:
     async with StatusServer("127.0.0.1", 0, health=agg) as first:
         with pytest.raises(ServiceError, match=f"cannot listen on 127.0.0.1:{first.port}"):
             await StatusServer("127.0.0.1", first.port, health=agg).start()
+
+
+async def test_metrics_registry_is_made_on_the_first_scrape_only() -> None:
+    made: list[int] = []
+
+    def factory() -> CollectorRegistry:
+        made.append(1)
+        registry = new_registry(process=False)
+        Counter("lazy_hits", "Hits", registry=registry).inc(2)
+        return registry
+
+    agg = HealthAggregator()
+    async with StatusServer("127.0.0.1", 0, health=agg, registry=factory) as server, \
+            aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.port}"
+        async with http.get(f"{base}/readiness") as rsp:
+            assert rsp.status == 200
+        assert made == []
+        for _ in range(2):
+            async with http.get(f"{base}/metrics") as rsp:
+                assert "lazy_hits_total 2.0" in await rsp.text()
+        assert made == [1]
+
+
+async def test_wrong_method_is_405_unknown_path_404_and_head_has_no_body() -> None:
+    agg = HealthAggregator()
+    async with StatusServer("127.0.0.1", 0, health=agg) as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.port}"
+        async with http.post(f"{base}/liveness", data=b"x") as rsp:
+            assert (rsp.status, rsp.headers["Allow"]) == (405, "GET, HEAD")
+        async with http.get(f"{base}/nothing") as rsp:
+            assert rsp.status == 404
+        async with http.head(f"{base}/liveness") as rsp:
+            assert rsp.status == 200 and int(rsp.headers["Content-Length"]) > 0
+            assert await rsp.read() == b""
+        async with http.get(f"{base}/liveness?verbose=true") as rsp:  # a query does not change the route
+            assert rsp.headers["Content-Type"] == "application/json; charset=utf-8"
+            assert (await rsp.json())["notLive"] == []

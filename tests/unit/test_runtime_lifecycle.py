@@ -270,3 +270,14 @@ async def test_spawn_outside_a_running_lifecycle() -> None:
         lc.spawn("x", stop_now(lc))
     with pytest.raises(ServiceError, match="not running"):
         _ = lc.stack
+
+
+async def test_registry_is_made_on_first_use_and_hooks_run_once() -> None:
+    lc = Lifecycle("test")
+    seen: list[object] = []
+    lc.with_registry(seen.append)
+    assert seen == []  # not made yet
+    registry = lc.registry
+    assert seen == [registry] and lc.registry is registry
+    lc.with_registry(seen.append)  # after it exists: at once
+    assert seen == [registry, registry]

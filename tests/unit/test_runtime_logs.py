@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
+import textwrap
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -122,3 +125,25 @@ def test_auto_json_off_a_terminal_and_reconfigure_replaces_handler(stream: io.St
     configure_logging("felix", "Info", stream=stream)
     get_logger("x").info("once")
     assert [line["event"] for line in lines(stream)] == ["once"]
+
+
+def test_rich_is_loaded_only_for_a_console_renderer() -> None:
+    """structlog would import rich at import time; the runtime hides it until a console asks for it."""
+    code = textwrap.dedent("""
+        import io, sys
+        import libcalico.runtime
+        from libcalico.runtime.logs import configure_logging, get_logger
+        before = ("structlog" in sys.modules, "rich" in sys.modules)
+        configure_logging("x", "Info", json=True, stream=io.StringIO())
+        json_only = "rich" in sys.modules
+        out = io.StringIO()
+        configure_logging("x", "Info", json=False, stream=out)
+        try:
+            raise KeyError("boom")
+        except KeyError:
+            get_logger("x").exception("failed")
+        print(before, json_only, "rich" in sys.modules, "KeyError" in out.getvalue())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "(True, False) False True True"

@@ -166,15 +166,32 @@ def test_the_common_form_takes_the_fast_path() -> None:
     assert accepts_workload_endpoint(without_optional) and model_accepts(without_optional)
 
 
-@pytest.mark.parametrize("path, bad", [
-    (("spec", "ipNetworks"), ["fd00::1/128"]),  # valid, but not the fast path's form
-    (("spec", "ports"), [{"name": "http", "protocol": 6, "port": 80}]),  # a protocol by number
+@pytest.mark.parametrize("path, value", [
+    (("spec", "ipNATs"), [{"internalIP": "10.0.0.1", "externalIP": "1.2.3.4"}]),
+    (("spec", "allowSpoofedSourcePrefixes"), ["10.9.0.0/16"]),
+    (("spec", "ipv4Gateway"), "10.0.0.254"),
+    (("metadata", "generation"), 3),
+    (("metadata", "finalizers"), ["a/b"]),
 ])
-def test_forms_it_does_not_know_go_to_the_model(path: tuple[str, str], bad: Any) -> None:
-    value = common()
-    value[path[0]][path[1]] = bad
-    assert not accepts_workload_endpoint(value)
-    assert model_accepts(value)
+def test_forms_it_does_not_know_go_to_the_model(path: tuple[str, str], value: Any) -> None:
+    doc = common()
+    doc[path[0]][path[1]] = value
+    assert not accepts_workload_endpoint(doc)
+    assert model_accepts(doc)
+
+
+@pytest.mark.parametrize("path, value", [
+    (("spec", "ipNetworks"), ["fd00::1/128"]),  # IPv6: checked the model's way (ipaddress)
+    (("spec", "ipNetworks"), ["10.0.0.1", "fd00::1"]),
+    (("spec", "ports"), [{"name": "http", "protocol": 6, "port": 80}]),  # a protocol by number
+    (("spec", "ports"), [{"name": "dns", "protocol": "17", "port": 53, "hostPort": 53, "hostIP": "10.1.1.1"}]),
+    (("metadata", "namespace"), None),  # the model allows a namespaced resource without one
+])
+def test_other_valid_forms_take_the_fast_path(path: tuple[str, str], value: Any) -> None:
+    doc = common()
+    doc[path[0]][path[1]] = value
+    assert accepts_workload_endpoint(doc)
+    assert model_accepts(doc)
 
 
 @pytest.mark.parametrize("path, bad", [
@@ -199,8 +216,8 @@ def test_invalid_endpoints_are_rejected(path: tuple[str, str], bad: Any) -> None
 
 def test_the_models_are_the_ones_the_fast_path_was_checked_against() -> None:
     assert fastpath.model_fingerprint() == fastpath.MODEL_FINGERPRINT, (
-        "the WorkloadEndpoint model (or a check it uses) changed: review libcalico/syncer/fastpath.py against it,"
-        " run this file's property test, then set MODEL_FINGERPRINT to the new value")
+        "a resource model module changed: review libcalico/syncer/fastpath.py and fastpolicy.py against it,"
+        " run test_syncer_fastpath*.py (property and corpus tests), then set MODEL_FINGERPRINT to the new value")
 
 
 def test_a_changed_model_turns_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
