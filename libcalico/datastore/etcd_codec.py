@@ -13,6 +13,7 @@ import orjson
 import structlog
 
 from libcalico.datastore.backend import KV, JSONMap
+from libcalico.datastore.jsonexact import orjson_exact
 from libcalico.errors import ValidationError
 
 log = structlog.get_logger(__name__)
@@ -46,16 +47,9 @@ def encode_value(key: str, value: JSONMap) -> bytes:
         raise ValidationError("value", f"{key}: not representable as JSON: {exc}") from exc
 
 
-# orjson turns integers beyond 64 bits into floats where the json module keeps them exact;
-# such a number is a run of at least 19 digits (-9223372036854775809 has 19), found cheaply by mapping
-# every digit to "0".
-_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 19
-
-
 def load_json(data: bytes) -> Any:
     """Parse JSON exactly as the json module would, through orjson when that gives the same result."""
-    if data.translate(_ZERO_DIGITS).find(_LONG_RUN) < 0:
+    if orjson_exact(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -48,6 +48,7 @@ import orjson
 import structlog
 
 from libcalico.datastore.backend import KV, Backend, EventType, JSONMap, ListResult, WatchEvent
+from libcalico.datastore.jsonexact import LONG_DIGIT_RUN, ZERO_DIGITS
 from libcalico.errors import (
     AlreadyExists,
     DatastoreError,
@@ -105,11 +106,6 @@ def _encode(key: str, value: JSONMap) -> str:
         raise ValidationError("value", f"{key}: not JSON-serialisable: {exc}") from None
 
 
-# orjson turns integers beyond 64 bits into floats where the json module keeps them exact; such a
-# number is a run of at least 19 digits (-9223372036854775809 has 19), found cheaply by mapping every
-# digit to "0". A longer run anywhere (in a string too) only means the json module reads that value.
-_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 19
 Row = tuple[str, JSONMap, int]  # key, value, revision
 Rows = list[Row]
 
@@ -132,7 +128,7 @@ def _decode(path: str, key: str, data: bytes | str) -> JSONMap:
 
 def _decode_rows(path: str, rows: list[tuple[str, bytes | str, int]]) -> list[Row]:
     """Decode ``(key, stored value, revision)`` rows: orjson for bytes it reads as the json module would."""
-    loads, zero, run, decode_error = orjson.loads, _ZERO_DIGITS, _LONG_RUN, orjson.JSONDecodeError
+    loads, zero, run, decode_error = orjson.loads, ZERO_DIGITS, LONG_DIGIT_RUN, orjson.JSONDecodeError
     out: list[Row] = []
     append = out.append
     for key, data, revision in rows:
