@@ -2,136 +2,76 @@
 
 How it works::
 
-    label sets ──► items_by_kv[(key, value)], items_by_key[key]          (who has what)
+    label sets ──► items_by_kv[(key, value)], items_by_key[key]          (who has what; only
+                                                                       for keys a selector reads)
     selectors  ──► a "driver": atoms of which at least one must hold for a match
                      (key, value) : the label has this value  → sels_by_kv
                      key          : the label is present      → sels_by_key
                    or no driver (!=, not in, !has(), ...)      → scan_sels
 
-    driver(k == v) = {(k, v)}          driver(k in {v1, v2}) = {(k, v1), (k, v2)}
-    driver(has(k)), contains, starts/ends with = {k}
-    driver(a && b) = the cheaper of driver(a), driver(b)
-    driver(a || b) = driver(a) ∪ driver(b), if both have one
+A new selector's matches come from set algebra over the inverted index
+(:func:`libcalico.selector.algebra.select`: ``==`` is one lookup, ``&&`` an
+intersection, ``!=`` a difference, ...), evaluating the selector only on the
+candidates of the parts the index cannot answer (``contains`` and friends). A
+key is indexed the first time a selector reads it, so labels nobody selects on
+(a pod-template-hash) cost nothing, and :meth:`LabelIndex.load` of many label
+sets before any selector is just a dict update.
 
-A new selector is evaluated only against the label sets its driver picks out.
 A new label set is evaluated only against the scan selectors and those whose
 driver it satisfies. A changed label set is evaluated only against those
 candidates that read a label whose value changed; every other selector's
 answer cannot have changed (readers[key] lists the selectors that read a key). Matches are kept once, per selector; an item's
-matches are found through its candidates. Two shortcuts skip evaluation: an
-"exact" selector (==, in, has(), an || of those) matches every item that holds a
-driver atom, and a scanned selector that only negates atoms (!=, not in, !has(),
-&& of those) matches every item except those holding one. Changes are reported through
+matches are found through its candidates. A shortcut skips evaluation: an
+"exact" selector (==, in, has(), an || of those) matches every new item that
+holds a driver atom. Changes are reported through
 ``on_match(selector_id, item_id)`` / ``on_unmatch(selector_id, item_id)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Set
+from operator import methodcaller
 from typing import Any, Generic, TypeVar
 
-from libcalico.selector.ast import All, And, Compare, Evaluator, Has, InSet, Node, Not, Or
+from libcalico.selector.algebra import (
+    Atom,
+    driver_options,
+    excluding_atoms,
+    is_exact,
+    referenced_keys,
+    select,
+)
 from libcalico.selector.selector import Selector, parse
+
+__all__ = ["Atom", "Driver", "LabelIndex", "driver_options", "excluding_atoms", "is_exact", "referenced_keys"]
 
 S = TypeVar("S", bound=Hashable)
 I = TypeVar("I", bound=Hashable)  # noqa: E741 - item id type
 
-# An atom is a (key, value) pair or a bare key; a driver is a set of atoms, None for "scan".
-Atom = tuple[str, str] | str
 Driver = frozenset[Atom] | None
-
-
-def driver_options(node: Node) -> list[frozenset[Atom]]:
-    """Return alternative drivers for ``node``: sets of atoms one of which holds whenever it matches."""
-    if isinstance(node, Compare):
-        if node.op == "==":
-            return [frozenset({(node.key, node.value)})]
-        return [] if node.op == "!=" else [frozenset({node.key})]
-    if isinstance(node, InSet):
-        return [] if node.negated else [frozenset((node.key, v) for v in node.values)]
-    if isinstance(node, Has):
-        return [frozenset({node.key})]
-    if isinstance(node, Not) and isinstance(node.operand, Not):
-        return driver_options(node.operand.operand)
-    if isinstance(node, And):
-        return [d for operand in node.operands for d in driver_options(operand)]
-    if isinstance(node, Or):
-        union: set[Atom] = set()
-        for operand in node.operands:
-            options = driver_options(operand)
-            if not options:
-                return []
-            smallest = options[0]
-            for option in options[1:]:
-                if len(option) < len(smallest):
-                    smallest = option
-            union.update(smallest)
-        return [frozenset(union)]
-    return []
-
-
-def is_exact(node: Node) -> bool:
-    """Return whether ``node`` holds exactly when one atom of its (single) driver option holds."""
-    if isinstance(node, Compare):
-        return node.op == "=="
-    if isinstance(node, InSet):
-        return not node.negated
-    if isinstance(node, Has):
-        return True
-    if isinstance(node, Not) and isinstance(node.operand, Not):
-        return is_exact(node.operand.operand)
-    if isinstance(node, Or):
-        return all(is_exact(operand) for operand in node.operands)
-    return False
-
-
-def excluding_atoms(node: Node) -> frozenset[Atom] | None:
-    """Return atoms such that ``node`` holds exactly when none of them does, or None if there are none."""
-    if isinstance(node, Compare):
-        return frozenset({(node.key, node.value)}) if node.op == "!=" else None
-    if isinstance(node, InSet):
-        return frozenset((node.key, v) for v in node.values) if node.negated else None
-    if isinstance(node, Not):
-        return driver_options(node.operand)[0] if is_exact(node.operand) else None
-    if isinstance(node, And):
-        union: set[Atom] = set()
-        for operand in node.operands:
-            atoms = excluding_atoms(operand)
-            if atoms is None:
-                return None
-            union.update(atoms)
-        return frozenset(union)
-    return None
-
-
-def referenced_keys(node: Node) -> frozenset[str]:
-    """Return every label key the node reads."""
-    if isinstance(node, (Compare, InSet, Has)):
-        return frozenset({node.key})
-    if isinstance(node, Not):
-        return referenced_keys(node.operand)
-    if isinstance(node, (And, Or)):
-        return frozenset().union(*(referenced_keys(o) for o in node.operands))
-    return frozenset()
+_EMPTY: frozenset[Any] = frozenset()
 
 
 class _Entry:
-    """One selector's state: its evaluator, driver, keys it reads and current matches."""
+    """One selector's state: its driver, keys it reads and current matches (evaluated through ``selector``)."""
 
-    __slots__ = ("selector", "evaluate", "driver", "exact", "keys", "members")
+    __slots__ = ("selector", "driver", "exact", "keys", "members")
 
-    def __init__(self, selector: Selector, driver: Driver, members: set[Any]) -> None:
+    def __init__(self, selector: Selector, driver: Driver, keys: frozenset[str], members: set[Any]) -> None:
         self.selector = selector
-        self.evaluate: Evaluator = selector.evaluate
         self.driver = driver
         # Holding any driver atom is the whole selector: a driver hit needs no evaluation.
         self.exact = driver is not None and is_exact(selector.root)
-        self.keys = referenced_keys(selector.root)
+        self.keys = keys
         self.members = members
 
 
 class LabelIndex(Generic[S, I]):
-    """Tracks the matches between selectors (by id) and label sets (by id) as either changes."""
+    """Tracks the matches between selectors (by id) and label sets (by id) as either changes.
+
+    The index keeps the label mappings it is given by :meth:`load` as they are
+    (callers must not change them afterwards); :meth:`update_labels` copies.
+    """
 
     def __init__(
         self,
@@ -140,7 +80,8 @@ class LabelIndex(Generic[S, I]):
     ) -> None:
         self._on_match = on_match
         self._on_unmatch = on_unmatch
-        self._labels: dict[I, dict[str, str]] = {}
+        self._labels: dict[I, Mapping[str, str]] = {}
+        self._indexed: set[str] = set()  # keys that items_by_kv / items_by_key cover
         self._items_by_kv: dict[tuple[str, str], set[I]] = {}
         self._items_by_key: dict[str, set[I]] = {}
         self._entries: dict[S, _Entry] = {}
@@ -166,6 +107,11 @@ class LabelIndex(Generic[S, I]):
         """Return the ids of the label sets that the selector matches (empty if unknown)."""
         entry = self._entries.get(selector_id)
         return frozenset(entry.members) if entry is not None else frozenset()
+
+    def matches_view(self, selector_id: S) -> Set[I]:
+        """The live set of items the selector matches (empty if unknown): read it, never change or keep it."""
+        entry = self._entries.get(selector_id)
+        return entry.members if entry is not None else _EMPTY
 
     def selectors_matching(self, item_id: I) -> frozenset[S]:
         """Return the ids of the selectors that match the label set (empty if unknown)."""
@@ -193,31 +139,26 @@ class LabelIndex(Generic[S, I]):
 
     # --------------------------------------------------------------- selectors
 
-    def update_selector(self, selector_id: S, selector: Selector | str) -> None:
-        """Add or replace a selector (a Selector or selector text), reporting match changes."""
+    def update_selector(self, selector_id: S, selector: Selector | str, *, quiet: bool = False) -> None:
+        """Add or replace a selector (a Selector or selector text), reporting match changes.
+
+        With ``quiet`` the matches of a *new* selector are not reported (the
+        caller reads them with :meth:`matches_view`); a replaced one still
+        reports what changed.
+        """
         sel = parse(selector) if isinstance(selector, str) else selector
         old = self._entries.get(selector_id)
         if old is not None:
             if old.selector == sel:
                 return
             self._unindex_selector(selector_id, old)
+        keys = referenced_keys(sel.root)
+        for key in keys:
+            if key not in self._indexed:
+                self._index_key(key)
         driver = self._choose_driver(sel)
-        labels = self._labels
-        evaluate = sel.evaluate
-        candidates = self._candidate_items(driver)
-        entry = _Entry(sel, driver, set())
-        excluded = excluding_atoms(sel.root) if driver is None else None
-        if entry.exact or isinstance(sel.root, All):
-            # Every candidate holds one of the atoms, which is the whole selector: no evaluation.
-            entry.members = new = set(candidates)
-        elif excluded is not None:
-            # A negation of atoms (!=, not in, !has(), ...): every item but those holding one.
-            new = set(labels)
-            for atom in excluded:
-                new.difference_update(self._items_with(atom))
-            entry.members = new
-        else:
-            entry.members = new = {item for item in candidates if evaluate(labels[item])}
+        entry = _Entry(sel, driver, keys, set())
+        entry.members = new = self._select(sel)
         self._entries[selector_id] = entry
         if driver is None:
             self._scan_sels.add(selector_id)
@@ -226,10 +167,10 @@ class LabelIndex(Generic[S, I]):
                 self._sels_by_atom.setdefault(atom, set()).add(selector_id)
                 if entry.exact:
                     self._exact_by_atom.setdefault(atom, set()).add(selector_id)
-        for key in self._entries[selector_id].keys:
+        for key in keys:
             self._readers.setdefault(key, set()).add(selector_id)
         if old is None:
-            if self._on_match is not None:
+            if self._on_match is not None and not quiet:
                 for item in new:
                     self._on_match(selector_id, item)
             return
@@ -249,6 +190,45 @@ class LabelIndex(Generic[S, I]):
         if self._on_unmatch is not None:
             for item in old.members:
                 self._on_unmatch(selector_id, item)
+
+    def _select(self, sel: Selector) -> set[I]:
+        """Every item the selector matches now (a new set): set algebra, evaluating only what it cannot answer."""
+        labels = self._labels
+        found = select(sel.root, labels.keys(), self._with_value, self._with_key)
+        if found is None:
+            candidates: Iterable[I] = labels
+        else:
+            items, fresh, exact = found
+            if exact:
+                return items if fresh and isinstance(items, set) else set(items)
+            candidates = items
+        evaluate = sel.evaluate
+        return {item for item in candidates if evaluate(labels[item])}
+
+    def _with_value(self, key: str, value: str) -> Set[I]:
+        return self._items_by_kv.get((key, value), _EMPTY)
+
+    def _with_key(self, key: str) -> Set[I]:
+        return self._items_by_key.get(key, _EMPTY)
+
+    def _index_key(self, key: str) -> None:
+        """Start indexing a label key: one pass over every label set."""
+        self._indexed.add(key)
+        groups: dict[str, list[I]] = {}
+        items = self._labels
+        for item, value in zip(items, map(methodcaller("get", key), items.values()), strict=True):
+            if value is not None:
+                group = groups.get(value)
+                if group is None:
+                    groups[value] = [item]
+                else:
+                    group.append(item)
+        if not groups:
+            return
+        by_kv = self._items_by_kv
+        for value, group in groups.items():
+            by_kv[(key, value)] = set(group)
+        self._items_by_key[key] = set().union(*groups.values())
 
     def _atom_cost(self, atom: Atom) -> int:
         if isinstance(atom, tuple):
@@ -276,29 +256,19 @@ class LabelIndex(Generic[S, I]):
         for key in entry.keys:
             _discard(self._readers, key, selector_id)
 
-    def _items_with(self, atom: Atom) -> Iterable[I]:
-        if isinstance(atom, tuple):
-            return self._items_by_kv.get(atom, ())
-        return self._items_by_key.get(atom, ())
-
-    def _candidate_items(self, driver: Driver) -> Iterable[I]:
-        if driver is None:
-            return self._labels.keys()
-        if len(driver) == 1:
-            # One atom: its item set is read, not copied (the caller does not keep it).
-            for atom in driver:
-                if isinstance(atom, tuple):
-                    return self._items_by_kv.get(atom, ())
-                return self._items_by_key.get(atom, ())
-        out: set[I] = set()
-        for atom in driver:
-            if isinstance(atom, tuple):
-                out.update(self._items_by_kv.get(atom, ()))
-            else:
-                out.update(self._items_by_key.get(atom, ()))
-        return out
-
     # -------------------------------------------------------------- label sets
+
+    def load(self, items: Mapping[I, Mapping[str, str]]) -> None:
+        """Add many new label sets at once (kept as given), reporting their matches.
+
+        Before any selector exists this is one dict update; otherwise each set
+        goes through :meth:`update_labels`.
+        """
+        if self._entries or self._indexed or not self._labels.keys().isdisjoint(items):
+            for item, labels in items.items():
+                self.update_labels(item, labels)
+            return
+        self._labels.update(items)
 
     def update_labels(self, item_id: I, labels: Mapping[str, str]) -> None:
         """Add or replace a label set, reporting match changes."""
@@ -307,7 +277,7 @@ class LabelIndex(Generic[S, I]):
         if old_labels == new_labels:
             return
         candidates = self._candidate_selectors(new_labels)
-        items_by_kv, items_by_key = self._items_by_kv, self._items_by_key
+        items_by_kv, items_by_key, indexed = self._items_by_kv, self._items_by_key, self._indexed
         sure: set[S] | tuple[()] = ()
         if old_labels is None:
             exact = self._exact_by_atom
@@ -322,6 +292,8 @@ class LabelIndex(Generic[S, I]):
                         sure.update(found)
                 candidates -= sure
             for kv in new_labels.items():
+                if kv[0] not in indexed:
+                    continue
                 members = items_by_kv.get(kv)
                 if members is None:
                     items_by_kv[kv] = {item_id}
@@ -349,9 +321,10 @@ class LabelIndex(Generic[S, I]):
                 key = kv[0]
                 if old_labels.get(key) != kv[1]:
                     changed.add(key)
-                    items_by_kv.setdefault(kv, set()).add(item_id)
-                    if key not in old_labels:
-                        items_by_key.setdefault(key, set()).add(item_id)
+                    if key in indexed:
+                        items_by_kv.setdefault(kv, set()).add(item_id)
+                        if key not in old_labels:
+                            items_by_key.setdefault(key, set()).add(item_id)
             # A selector that reads no changed label keeps its answer: skip it.
             readers = self._readers
             if len(changed) == 1:
@@ -367,7 +340,7 @@ class LabelIndex(Generic[S, I]):
             matched.append(sel_id)
         for sel_id in candidates:
             entry = entries[sel_id]
-            if entry.evaluate(new_labels):
+            if entry.selector.evaluate(new_labels):
                 if item_id not in entry.members:
                     entry.members.add(item_id)
                     matched.append(sel_id)

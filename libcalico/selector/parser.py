@@ -13,6 +13,8 @@ Calico does, so canonical forms and unique ids agree with Calico's.
 
 from __future__ import annotations
 
+import re
+
 from libcalico.selector.ast import All, And, Compare, Global, Has, InSet, Node, Not, Or
 from libcalico.selector.errors import SelectorError
 from libcalico.selector.tokenizer import Kind, Token, tokenize
@@ -133,4 +135,39 @@ class _Parser:
 
 def parse_tree(text: str) -> Node:
     """Parse ``text`` into a syntax tree; raise SelectorError saying where it is malformed."""
-    return _Parser(text).parse()
+    simple = parse_simple(text)
+    return simple if simple is not None else _Parser(text).parse()
+
+
+# The shapes most selectors have, read with regular expressions instead of the tokenizer: one or
+# more ``label == "v"``, ``label != "v"`` or ``label in {"v", ...}`` joined by ``&&``. Anything else,
+# or anything these do not match exactly, goes to the full parser (and its error messages).
+_STRING = r"""(?:"[^"]*"|'[^']*')"""
+_SIMPLE = re.compile(
+    rf"""[ \t]*([A-Za-z0-9_./\-]+)[ \t]*(?:(==|!=)[ \t]*("[^"]*"|'[^']*')"""
+    rf"""|(?<=[ \t])in[ \t]*\{{((?:[ \t]*{_STRING}[ \t]*,)*[ \t]*(?:{_STRING}[ \t]*)?)\}})[ \t]*"""
+)
+_SET_STRINGS = re.compile(_STRING)
+
+
+def parse_simple(text: str) -> Node | None:
+    """The tree of a selector of the common shapes above, exactly as the parser builds it; None for others."""
+    operands: list[Node] = []
+    pos, end = 0, len(text)
+    match = _SIMPLE.match
+    while True:
+        m = match(text, pos)
+        if m is None:
+            return None
+        key, op, literal, members = m.groups()
+        if op is not None:
+            operands.append(Compare(key, "==" if op == "==" else "!=", literal[1:-1]))
+        else:
+            values = {v[1:-1] for v in _SET_STRINGS.findall(members)}
+            operands.append(InSet(key, tuple(sorted(values)), False))
+        pos = m.end()
+        if pos == end:
+            return operands[0] if len(operands) == 1 else And(tuple(operands))
+        if not text.startswith("&&", pos):
+            return None
+        pos += 2

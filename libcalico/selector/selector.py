@@ -23,6 +23,8 @@ class Selector:
 
     ``sel.evaluate(labels)`` returns whether the label mapping matches; it is a
     compiled function stored on the instance so that a call costs no tree walk.
+    It is compiled on first use: a selector that is only ever answered by the
+    label index's set algebra never pays for compilation.
     ``str(sel)`` is Calico's canonical form; two selectors are equal when their
     canonical forms are.
     """
@@ -34,9 +36,15 @@ class Selector:
 
     def __init__(self, root: Node) -> None:
         self.root = root
-        self.evaluate = compile_node(root)
         self._text = str(root)
         self._uid: str | None = None
+
+    def __getattr__(self, name: str) -> Evaluator:
+        # Only reached while the ``evaluate`` slot is still empty: compile it now, once.
+        if name != "evaluate":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        evaluate = self.evaluate = compile_node(self.root)
+        return evaluate
 
     def __str__(self) -> str:
         return self._text

@@ -212,3 +212,83 @@ def test_selector_added_before_labels_and_never_matching_selector() -> None:
     index.update_labels(2, {})
     assert index.items_matching("or") == {1}
     assert index.selectors_matching(1) == {"or"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(ITEM_IDS, label_sets, max_size=9), st.lists(ops, max_size=30))
+def test_bulk_load_then_changes_equal_brute_force(loaded: dict[int, dict[str, str]],
+                                                 operations: list[tuple[str, int, object]]) -> None:
+    """Label sets loaded in one go before any selector (no key indexed yet) behave as if added one by one."""
+    rec = Recorder()
+    index: LabelIndex[int, int] = LabelIndex(rec.on_match, rec.on_unmatch)
+    index.load(loaded)
+    sels: dict[int, str] = {}
+    items = {i: dict(labels) for i, labels in loaded.items()}
+    check(index, rec, sels, items)
+    for kind, ident, arg in operations:
+        if kind == "sel":
+            assert isinstance(arg, str)
+            index.update_selector(ident, arg)
+            sels[ident] = arg
+        elif kind == "delsel":
+            index.delete_selector(ident)
+            sels.pop(ident, None)
+        elif kind == "labels":
+            assert isinstance(arg, dict)
+            index.update_labels(ident, arg)
+            items[ident] = dict(arg)
+        else:
+            index.delete_labels(ident)
+            items.pop(ident, None)
+        check(index, rec, sels, items)
+
+
+def test_load_after_selectors_matches_and_reports() -> None:
+    events: list[tuple[str, int]] = []
+    index: LabelIndex[str, int] = LabelIndex(lambda s, i: events.append((s, i)))
+    index.update_selector("a", "a == 'x'")
+    index.load({1: {"a": "x"}, 2: {"a": "y"}})
+    assert events == [("a", 1)] and index.items_matching("a") == {1}
+    index.load({1: {"a": "y"}, 3: {"a": "x"}})  # an existing item is updated, a new one added
+    assert index.items_matching("a") == {3}
+
+
+def test_quiet_selector_reports_nothing_but_matches() -> None:
+    events: list[tuple[str, str, int]] = []
+    index: LabelIndex[str, int] = LabelIndex(lambda s, i: events.append(("+", s, i)),
+                                             lambda s, i: events.append(("-", s, i)))
+    index.load({1: {"a": "x", "b": "1"}, 2: {"a": "y"}, 3: {"b": "2"}})
+    index.update_selector("s", "a == 'x' || b == '2'", quiet=True)
+    assert events == [] and set(index.matches_view("s")) == {1, 3}
+    index.update_selector("s", "has(a) && b not in {'1'}", quiet=True)  # a replaced selector still reports
+    assert sorted(events) == [("+", "s", 2), ("-", "s", 1), ("-", "s", 3)]
+    index.update_labels(2, {"a": "y", "b": "1"})
+    assert events[-1] == ("-", "s", 2) and index.matches_view("missing") == frozenset()
+
+
+def test_set_algebra_answers_what_evaluation_answers() -> None:
+    """Each selector shape, answered from the index (including parts it can only narrow), on many label sets."""
+    from libcalico.selector.algebra import select
+
+    rnd = random.Random(5)
+    keys, vals = ["a", "b", "c"], ["x", "y", "xy", ""]
+    items = {i: {k: rnd.choice(vals) for k in keys if rnd.random() < 0.6} for i in range(200)}
+    index: LabelIndex[int, int] = LabelIndex()
+    index.load(items)
+    shapes = ["a == 'x'", "a != 'x'", "has(a)", "!has(a)", "a in {'x', 'y'}", "a not in {'x', ''}", "all()",
+              "global()", "a == 'x' && b == 'y'", "a == 'x' || b != 'y'", "!(a == 'x' && has(c))",
+              "a contains 'y'", "a starts with ''", "a == 'x' && b ends with 'y'", "!(a contains 'x')",
+              "(a contains 'x') || has(b)", "a in {}", "!(a not in {'x'})", "all() && a == 'y'"]
+    exact_shapes = 0
+    for n, text in enumerate(shapes):
+        index.update_selector(n, text)
+        sel = parse(text)
+        want = {i for i, labels in items.items() if sel.evaluate(labels)}
+        assert index.items_matching(n) == want, text
+        found = select(sel.root, index._labels.keys(), index._with_value, index._with_key)
+        if found is not None:
+            assert want <= set(found[0]), text  # never narrower than the answer
+            exact_shapes += found[2]
+            if found[2]:
+                assert set(found[0]) == want, text
+    assert exact_shapes >= 12

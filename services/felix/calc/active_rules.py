@@ -19,10 +19,11 @@ sequencer sends; every change marks what must be re-sent as dirty.
 
 from __future__ import annotations
 
-from libcalico.resources import Profile
+from collections.abc import Mapping
+
 from libcalico.selector.labelindex import LabelIndex
 from services.felix.calc.dirty import Dirty
-from services.felix.calc.policy_sorter import PolicyRecord
+from services.felix.calc.policies import PolicyRecord, ProfileRecord
 from services.felix.calc.rule_scanner import RuleScanner
 from services.felix.calc.rules import compile_rules, deny_all
 from services.felix.messages import ActivePolicyUpdate, ActiveProfileUpdate
@@ -46,7 +47,7 @@ class ActiveRules:
         self._policies_of_ep: dict[str, set[str]] = {}
         self._compiled_from: dict[str, PolicyRecord] = {}
         self.desired_policies: dict[str, ActivePolicyUpdate] = {}
-        self._profiles: dict[str, Profile] = {}
+        self._profiles: dict[str, ProfileRecord] = {}
         self._profiles_of_ep: dict[str, tuple[str, ...]] = {}
         self._users_of_profile: dict[str, set[str]] = {}
         self.desired_profiles: dict[str, ActiveProfileUpdate] = {}
@@ -87,8 +88,7 @@ class ActiveRules:
         if self._compiled_from.get(key) is record:
             return
         self._compiled_from[key] = record
-        spec = record.resource.spec
-        compiled = compile_rules(spec.ingress, spec.egress, record.namespace, record.id.name)
+        compiled = compile_rules(record.inbound_rules, record.outbound_rules, record.namespace, record.id.name)
         self._scanner.update_owner(("policy", key), compiled.ipsets)
         self.desired_policies[key] = ActivePolicyUpdate(
             id=record.id,
@@ -127,7 +127,7 @@ class ActiveRules:
 
     # ---------------------------------------------------------------- endpoints
 
-    def update_endpoint(self, ep_key: str, labels: dict[str, str], profile_ids: tuple[str, ...]) -> None:
+    def update_endpoint(self, ep_key: str, labels: Mapping[str, str], profile_ids: tuple[str, ...]) -> None:
         """A local endpoint was added or changed (effective labels, profiles in order)."""
         old = self._profiles_of_ep.get(ep_key, ())
         self._profiles_of_ep[ep_key] = profile_ids
@@ -148,7 +148,7 @@ class ActiveRules:
 
     # ----------------------------------------------------------------- profiles
 
-    def update_profile(self, name: str, profile: Profile | None) -> None:
+    def update_profile(self, name: str, profile: ProfileRecord | None) -> None:
         """A profile was added, changed or (None) deleted; an active one is recompiled."""
         if profile is None:
             self._profiles.pop(name, None)
@@ -181,7 +181,7 @@ class ActiveRules:
         if profile is None:
             compiled = deny_all(name)
         else:
-            compiled = compile_rules(profile.spec.ingress, profile.spec.egress, None, name)
+            compiled = compile_rules(profile.inbound_rules, profile.outbound_rules, None, name)
         self._scanner.update_owner(("profile", name), compiled.ipsets)
         self.desired_profiles[name] = ActiveProfileUpdate(name, compiled.inbound, compiled.outbound)
         self._dirty.profiles.add(name)

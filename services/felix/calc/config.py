@@ -7,9 +7,10 @@ nodes' resources are ignored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from libcalico.resources import FelixConfiguration
+if TYPE_CHECKING:
+    from libcalico.resources import FelixConfiguration
 
 DEFAULT_NAME = "default"
 NODE_PREFIX = "node."

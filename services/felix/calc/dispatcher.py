@@ -2,37 +2,38 @@
 
 How it works (Calico's ``dispatcher``)::
 
-    Update(key, value) ──► classify(key) ──► KeyInfo(kind, namespace, name)
-                       ──► decode value (typed v3 resource, or the raw IPAM block map)
+    Update(key, value) ──► classify(key) ──► KeyInfo(kind, name, namespace)
+                       ──► decode value:
+                             raw kinds (WorkloadEndpoint): decoder(key, map), the syncer validated it
+                             model kinds: accepts(kind, map)? ──yes──► stored(key, map)   (fast, no model)
+                                                             └─no───► parse_resource ──► from_model(key, model)
+                             IPAM blocks: the raw map (needs a cidr)
                        ──► every handler registered for that kind: handler(key, info, decoded | None)
 
 Keys of kinds nobody registered for are dropped. A value that cannot be
 decoded is treated as a deletion and logged once per key and revision, as the
 syncer's own validation filter does, so bad data never stops the graph.
+``accepts`` is :func:`libcalico.syncer.fastpath.accepts` when that exists: True
+only for a map the model certainly accepts, so skipping the model never
+accepts anything the model would reject.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import structlog
+from typing import Any, NamedTuple
 
 from libcalico.datastore.keys import IPAM_ROOT, RESOURCE_ROOT
 from libcalico.errors import ValidationError
-from libcalico.resources import parse_resource
 from libcalico.syncer import Update
 from libcalico.syncer.catalog import RESOURCE_KINDS
 
-log = structlog.get_logger(__name__)
-
 IPAM_BLOCK = "IPAMBlock"
 _BLOCK_PREFIX = IPAM_ROOT + "assignment/"
+_ROOT_LEN = len(RESOURCE_ROOT)
 
 
-@dataclass(frozen=True, slots=True)
-class KeyInfo:
+class KeyInfo(NamedTuple):
     """What a datastore key names: the kind, the namespace (None when cluster-wide) and the name."""
 
     kind: str
@@ -43,7 +44,7 @@ class KeyInfo:
 def classify(key: str) -> KeyInfo | None:
     """The kind, namespace and name a key stands for; None for a key the graph does not know."""
     if key.startswith(RESOURCE_ROOT):
-        parts = key[len(RESOURCE_ROOT):].split("/")
+        parts = key[_ROOT_LEN:].split("/")
         known = RESOURCE_KINDS.get(parts[0])
         if known is None:
             return None
@@ -61,78 +62,168 @@ def classify(key: str) -> KeyInfo | None:
 
 
 Handler = Callable[[str, KeyInfo, Any], None]
-Decoder = Callable[[dict[str, Any]], Any]
+Decoder = Callable[[str, dict[str, Any]], Any]  # (key, stored map) -> decoded; ValueError/KeyError/TypeError when bad
+FromModel = Callable[[str, Any], Any]  # (key, validated model) -> decoded
+Accepts = Callable[[str, dict[str, Any]], bool]
+
+FASTPATH: Any = object()  # "use libcalico.syncer.fastpath.accepts if it exists"
+
+
+def _fastpath_accepts() -> Accepts | None:
+    from libcalico.syncer import fastpath  # on first use: it is not needed to import the graph
+
+    found = getattr(fastpath, "accepts", None)
+    return found if callable(found) else None
+
+
+class KindRoute:
+    """How one kind is decoded and who gets it."""
+
+    __slots__ = ("handlers", "raw", "stored", "from_model")
+
+    def __init__(self) -> None:
+        self.handlers: list[Handler] = []
+        self.raw: Decoder | None = None  # trusted map reader (the syncer validated the kind)
+        self.stored: Decoder | None = None  # map reader for maps ``accepts`` vouches for
+        self.from_model: FromModel | None = None  # conversion of the validated model
 
 
 class Dispatcher:
     """Routes updates to the handlers registered for their kind."""
 
-    def __init__(self) -> None:
-        self._handlers: dict[str, list[Handler]] = {}
-        self._decoders: dict[str, Decoder] = {}
+    def __init__(self, accepts: Accepts | None | object = FASTPATH) -> None:
+        self._kinds: dict[str, KindRoute] = {}
         self._bad: dict[str, int] = {}
+        self._accepts_given = accepts
+        self._accepts: Accepts | None = None
 
-    def register(self, kind: str, handler: Handler, decoder: Decoder | None = None) -> None:
+    def register(self, kind: str, handler: Handler, decoder: Decoder | None = None, *,
+                 stored: Decoder | None = None, from_model: FromModel | None = None) -> None:
         """Call ``handler(key, info, value)`` for every update of ``kind`` (value None on deletion).
 
-        ``decoder`` replaces the typed-model decoding for the kind: it reads the
-        stored map and raises ValueError (or KeyError, TypeError) when it is malformed.
+        ``decoder`` replaces validation and decoding for the kind: it reads the
+        stored map and raises ValueError (or KeyError, TypeError) when it is
+        malformed. Otherwise the typed model validates the value, and the
+        handler gets ``from_model(key, model)`` (the model itself without it);
+        ``stored`` reads the maps that ``accepts`` vouches for instead, giving
+        the same result without the model.
         """
-        self._handlers.setdefault(kind, []).append(handler)
+        entry = self._kinds.get(kind)
+        if entry is None:
+            entry = self._kinds[kind] = KindRoute()
+        entry.handlers.append(handler)
         if decoder is not None:
-            self._decoders[kind] = decoder
+            entry.raw = decoder
+        if stored is not None:
+            entry.stored = stored
+        if from_model is not None:
+            entry.from_model = from_model
 
     def parsed_kinds(self) -> frozenset[str]:
-        """The kinds this dispatcher parses and checks itself (typed models), rejecting bad values."""
-        return frozenset(k for k in self._handlers if k not in self._decoders and k != IPAM_BLOCK)
+        """The kinds this dispatcher validates itself (typed models), rejecting bad values."""
+        return frozenset(k for k, e in self._kinds.items() if e.raw is None and k != IPAM_BLOCK)
 
     def dispatch(self, update: Update) -> None:
         """Decode one update and hand it to its kind's handlers."""
         info = classify(update.key)
         if info is None:
             return
-        handlers = self._handlers.get(info.kind)
-        if not handlers:
+        entry = self._kinds.get(info.kind)
+        if entry is None:
             return
-        value = None if update.value is None else self._decode(update, info)
-        for handler in handlers:
+        value = None if update.value is None else self.decode(update, info, entry)
+        for handler in entry.handlers:
             handler(update.key, info, value)
 
-    def _decode(self, update: Update, info: KeyInfo) -> Any:
-        assert update.value is not None
-        decoder = self._decoders.get(info.kind)
-        if decoder is not None:
-            meta = update.value.get("metadata")
-            if (update.value.get("kind") != info.kind or not isinstance(meta, dict)
+    def kind_of(self, info: KeyInfo) -> KindRoute | None:
+        """How a kind is handled (None when nobody registered for it)."""
+        return self._kinds.get(info.kind)
+
+    def decode_batch(self, kind: str, prefix: str, updates: list[Update]) -> list[Any]:
+        """Decode many updates (none a deletion) of one namespaced kind with a raw decoder, all keyed under
+        ``prefix`` (its plural's); bad ones are logged and left out, as are values that decode to None."""
+        entry = self._kinds[kind]
+        reader = entry.raw
+        assert reader is not None
+        bad = self._bad
+        cut = len(prefix)
+        out: list[Any] = []
+        for update in updates:
+            key, value = update.key, update.value
+            namespace, _, name = key[cut:].partition("/")
+            meta = value.get("metadata")  # type: ignore[union-attr]
+            if (namespace and name and "/" not in name and value.get("kind") == kind  # type: ignore[union-attr]
+                    and meta.__class__ is dict and meta.get("name") == name and meta.get("namespace") == namespace):
+                try:
+                    decoded = reader(key, value)  # type: ignore[arg-type]
+                except (ValueError, KeyError, TypeError):
+                    pass
+                else:
+                    if bad:
+                        bad.pop(key, None)
+                    if decoded is not None:
+                        out.append(decoded)
+                    continue
+            info = classify(key)
+            if info is not None and info.kind == kind:  # the slow way, which logs why the value is bad
+                decoded = self.decode(update, info, entry)
+                if decoded is not None:
+                    out.append(decoded)
+        return out
+
+    def decode(self, update: Update, info: KeyInfo, entry: KindRoute) -> Any:
+        """The decoded value of an update (not a deletion); None, logged, when it is not valid."""
+        value = update.value
+        assert value is not None
+        reason: str
+        reader = entry.raw
+        if reader is None and entry.stored is not None:
+            accepts = self._accepts
+            if accepts is None and self._accepts_given is not None:
+                given = self._accepts_given
+                accepts = self._accepts = _fastpath_accepts() if given is FASTPATH else given  # type: ignore[assignment]
+                self._accepts_given = None
+            if accepts is not None and accepts(info.kind, value):
+                reader = entry.stored
+        if reader is not None:
+            meta = value.get("metadata")
+            if (value.get("kind") != info.kind or not isinstance(meta, dict)
                     or meta.get("name") != info.name or meta.get("namespace") != info.namespace):
                 reason = f"the value is not the {info.kind} {info.name!r} that the key names"
             else:
                 try:
-                    decoded = decoder(update.value)
+                    decoded = reader(update.key, value)
                 except (ValueError, KeyError, TypeError) as exc:
                     reason = f"{type(exc).__name__}: {exc}"
                 else:
-                    self._bad.pop(update.key, None)
+                    if self._bad:
+                        self._bad.pop(update.key, None)
                     return decoded
         elif info.kind == IPAM_BLOCK:
-            cidr = update.value.get("cidr")
+            cidr = value.get("cidr")
             if isinstance(cidr, str):
                 self._bad.pop(update.key, None)
-                return update.value
+                return value
             reason = "an IPAM block needs a cidr"
         else:
+            from libcalico.resources import (
+                parse_resource,  # the models: only when something needs them
+            )
+
             try:
-                resource = parse_resource(update.value)
+                resource = parse_resource(value)
             except ValidationError as exc:
                 reason = str(exc)
             else:
                 meta = resource.metadata
                 if resource.kind == info.kind and meta.name == info.name and meta.namespace == info.namespace:
                     self._bad.pop(update.key, None)
-                    return resource
+                    return resource if entry.from_model is None else entry.from_model(update.key, resource)
                 reason = f"the value is {resource.kind} {resource.metadata.name!r}, not what the key names"
         if self._bad.get(update.key) != update.revision:
             self._bad[update.key] = update.revision
-            log.warning("calc invalid value", key=update.key, revision=update.revision, reason=reason,
-                        treated_as="deleted")
+            import structlog  # only a bad value needs the logger
+
+            structlog.get_logger(__name__).warning("calc invalid value", key=update.key, revision=update.revision,
+                                                   reason=reason, treated_as="deleted")
         return None

@@ -7,21 +7,21 @@ another namespace), ``projectcalico.org/namespace`` is set from its namespace,
 gets its namespace label and inherits from the ``kns.<namespace>`` profile.
 A WorkloadEndpoint without addresses is treated as absent, as Calico does.
 WorkloadEndpoints, the bulk of a cluster, are read from the stored map
-(:func:`decode_workload`) rather than re-validated as models: the syncer has
+(:func:`workload_record`) rather than re-validated as models: the syncer has
 validated them already.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from operator import methodcaller
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from libcalico.resources import GlobalNetworkSet, HostEndpoint, NetworkSet
-from libcalico.resources.endpoint import EndpointPort
-from libcalico.resources.fields import protocol_number
 from services.felix.calc.ipsets import NamedPort
-from services.felix.calc.rules import NAMED_PORT_PROTOCOLS
+from services.felix.calc.rules import NAMED_PORT_PROTOCOLS, protocol_number
 from services.felix.calc.scoping import (
     NAMESPACE_LABEL,
     NAMESPACE_PREFIX,
@@ -33,11 +33,14 @@ from services.felix.messages import HostEndpoint as HostEndpointMsg
 from services.felix.messages import WorkloadEndpoint as WorkloadEndpointMsg
 from services.felix.messages import WorkloadEndpointID
 
+if TYPE_CHECKING:
+    from libcalico.resources import GlobalNetworkSet, HostEndpoint, NetworkSet
+    from libcalico.resources.endpoint import EndpointPort
+
 NAMESPACE_PROFILE_PREFIX = "kns."
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointData:
+class EndpointData(NamedTuple):
     """One labelled item: its own labels, parent profiles, IP-set contributions and, when local, its message."""
 
     key: str
@@ -57,20 +60,26 @@ def _host_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(text, strict=False)
 
 
-def _net_text(text: str) -> tuple[int, str]:
-    """IP version and canonical CIDR text of an address or net (``10.0.0.1`` → ``10.0.0.1/32``).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4_HOST = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(/32)?", re.ASCII)
+
+
+def _net_text(text: str) -> str:
+    """Canonical CIDR text of an address or net (``10.0.0.1`` → ``10.0.0.1/32``).
 
     A canonical IPv4 host address (nearly every endpoint's) skips ``ipaddress``.
     """
-    addr, slash, length = text.partition("/")
+    m = _V4_HOST.fullmatch(text)
+    if m is not None:
+        return text if m.group(1) else text + "/32"
+    addr, _, length = text.partition("/")
     if length in ("", "32") and "." in addr:
         try:
             if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, addr)) == addr:
-                return 4, addr + "/32"
+                return addr + "/32"
         except OSError:
             pass
-    net = _host_net(text)
-    return net.version, str(net)
+    return str(_host_net(text))
 
 
 def _named_ports(ports: list[EndpointPort] | None) -> tuple[NamedPort, ...]:
@@ -82,32 +91,16 @@ def _named_ports(ports: list[EndpointPort] | None) -> tuple[NamedPort, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """The fields of a WorkloadEndpoint the graph uses, read straight from the stored map."""
-
-    name: str
-    namespace: str
-    labels: dict[str, str]
-    node: str
-    orchestrator: str
-    workload: str
-    endpoint: str
-    service_account: str
-    nets: tuple[tuple[int, str], ...]  # (IP version, canonical CIDR)
-    profiles: tuple[str, ...]
-    interface: str
-    mac: str | None
-    ports: tuple[NamedPort, ...]
-    spoof: tuple[str, ...]
-
-
 def _strings(value: object, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{what} must be a list of strings")
     return tuple(value)
+
+
+_STR = frozenset({str})
+_STR_OR_NONE = frozenset({str, type(None)})
 
 
 def _text(spec: dict[str, object], field: str) -> str:
@@ -117,69 +110,130 @@ def _text(spec: dict[str, object], field: str) -> str:
     return value
 
 
-def decode_workload(value: dict[str, object]) -> Workload:
-    """Read a stored WorkloadEndpoint map (validated by the syncer); raise ValueError when it is malformed.
+# The string fields of a WorkloadEndpoint spec that the graph reads, in the order they are checked.
+_TEXT_FIELDS = ("node", "orchestrator", "pod", "workload", "endpoint", "serviceAccountName", "interfaceName", "mac")
+_SCOPED = methodcaller("startswith", (NAMESPACE_PREFIX, SERVICE_ACCOUNT_PREFIX))
+_V4_HOST_32 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/32", re.ASCII).fullmatch
 
-    The hot path of a cold start: this skips re-validating the whole model, and
-    checks only what the graph reads.
+
+def _checked_texts(spec: dict[str, object]) -> tuple[str, ...]:
+    """The string fields (``""`` when unset), or ValueError naming the first that is not a string."""
+    node, orchestrator = _text(spec, "node"), _text(spec, "orchestrator")
+    pod = _text(spec, "pod")
+    workload = "" if pod else _text(spec, "workload")  # only read when there is no pod name
+    return (node, orchestrator, pod, workload, _text(spec, "endpoint"), _text(spec, "serviceAccountName"),
+            _text(spec, "interfaceName"), _text(spec, "mac"))
+
+
+class _Interned:
+    """Small caches of the immutable parts endpoints share (profile lists, named ports), bounded in size."""
+
+    LIMIT = 1 << 14
+
+    def __init__(self) -> None:
+        self.profiles: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.ports: dict[tuple[object, ...], NamedPort] = {}
+
+    def profile_list(self, value: object) -> tuple[str, ...]:
+        """``spec.profiles`` as a tuple of strings (one shared tuple per distinct list)."""
+        if value is None:
+            return ()
+        if value.__class__ is list:
+            try:
+                found = self.profiles.get(tuple(value))
+            except TypeError:  # an unhashable entry: not a list of strings
+                found = None
+            if found is not None:
+                return found
+        out = _strings(value, "spec.profiles")
+        if len(self.profiles) >= self.LIMIT:
+            self.profiles.clear()
+        return self.profiles.setdefault(out, out)
+
+    def port_list(self, raw: object) -> tuple[NamedPort, ...]:
+        """The named ports of ``spec.ports``; ValueError when an entry has no port number."""
+        out = []
+        cache = self.ports
+        for p in raw:  # type: ignore[attr-defined]
+            if not isinstance(p, dict) or not isinstance(p.get("port"), int):
+                raise ValueError("spec.ports entries need a port number")
+            name = p.get("name")
+            if name:
+                protocol = p.get("protocol")
+                # Only plain values make a key (True == 1 would make "True" and "1" one port).
+                key = (name, protocol, p["port"]) if name.__class__ is str and p["port"].__class__ is int \
+                    and (protocol is None or protocol.__class__ is str) else None
+                found = None if key is None else cache.get(key)
+                if found is None:
+                    number = protocol_number(protocol or "TCP") or 6
+                    found = NamedPort(str(name), NAMED_PORT_PROTOCOLS.get(number, "tcp"), p["port"])
+                    if key is not None:
+                        if len(cache) >= self.LIMIT:
+                            cache.clear()
+                        cache[key] = found
+                out.append(found)
+        return tuple(out)
+
+
+_INTERNED = _Interned()
+
+
+def workload_record(key: str, value: dict[str, object], hostname: str) -> EndpointData | None:
+    """The record of a stored WorkloadEndpoint map (None when it has no addresses yet); ValueError
+    (or KeyError, TypeError) when it is malformed.
+
+    The hot path of a cold start: it reads the map the syncer validated rather
+    than re-validating the whole model, and checks only what the graph reads
+    (the common shapes with a few C-level checks, anything else field by field).
     """
     meta, spec = value.get("metadata"), value.get("spec")
     if not isinstance(meta, dict) or not isinstance(spec, dict):
         raise ValueError("a WorkloadEndpoint needs metadata and spec maps")
     labels = meta.get("labels") or {}
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise ValueError("metadata.labels must map strings to strings")
-    ports = []
-    for p in spec.get("ports") or ():
-        if not isinstance(p, dict) or not isinstance(p.get("port"), int):
-            raise ValueError("spec.ports entries need a port number")
-        if p.get("name"):
-            number = protocol_number(p.get("protocol") or "TCP") or 6
-            ports.append(NamedPort(str(p["name"]), NAMED_PORT_PROTOCOLS.get(number, "tcp"), p["port"]))
-    return Workload(
-        name=str(meta["name"]),
-        namespace=str(meta.get("namespace") or "default"),
-        labels=labels,
-        node=_text(spec, "node"),
-        orchestrator=_text(spec, "orchestrator"),
-        workload=_text(spec, "pod") or _text(spec, "workload") or str(meta["name"]),
-        endpoint=_text(spec, "endpoint") or "eth0",
-        service_account=_text(spec, "serviceAccountName"),
-        nets=tuple(_net_text(n) for n in _strings(spec.get("ipNetworks"), "spec.ipNetworks")),
-        profiles=_strings(spec.get("profiles"), "spec.profiles"),
-        interface=_text(spec, "interfaceName"),
-        mac=_text(spec, "mac") or None,
-        ports=tuple(ports),
-        spoof=tuple(str(_host_net(n)) for n in _strings(spec.get("allowSpoofedSourcePrefixes"),
-                                                          "spec.allowSpoofedSourcePrefixes")),
-    )
-
-
-def workload_endpoint(key: str, wep: Workload, hostname: str) -> EndpointData | None:
-    """The record of a WorkloadEndpoint (None when it has no addresses yet)."""
-    if not wep.nets:
+    if labels.__class__ is not dict or not {*map(type, labels.values())} <= _STR:
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise ValueError("metadata.labels must map strings to strings")
+    raw_ports = spec.get("ports")
+    ports = _INTERNED.port_list(raw_ports) if raw_ports else ()
+    name = str(meta["name"])
+    namespace = str(meta.get("namespace") or "default")
+    texts = tuple(map(spec.get, _TEXT_FIELDS))
+    if not {*map(type, texts)} <= _STR_OR_NONE:
+        texts = _checked_texts(spec)
+    node, orchestrator, pod, workload, endpoint, service_account, interface, mac = texts
+    raw_nets = spec.get("ipNetworks")
+    if raw_nets.__class__ is list and len(raw_nets) == 1 and raw_nets[0].__class__ is str \
+            and _V4_HOST_32(raw_nets[0]):
+        nets: tuple[str, ...] = (raw_nets[0],)
+    else:
+        nets = tuple(map(_net_text, _strings(raw_nets, "spec.ipNetworks")))
+    profiles = _INTERNED.profile_list(spec.get("profiles"))
+    spoof_raw = spec.get("allowSpoofedSourcePrefixes")
+    spoof = tuple(str(_host_net(n)) for n in _strings(spoof_raw, "spec.allowSpoofedSourcePrefixes")) \
+        if spoof_raw is not None else ()
+    if not nets:
         return None
-    labels = {k: v for k, v in wep.labels.items() if not k.startswith((NAMESPACE_PREFIX, SERVICE_ACCOUNT_PREFIX))}
-    labels[NAMESPACE_LABEL] = wep.namespace
-    if wep.orchestrator and ORCHESTRATOR_LABEL not in labels:
-        labels[ORCHESTRATOR_LABEL] = wep.orchestrator
-    if wep.service_account:
-        labels[SERVICE_ACCOUNT_LABEL] = wep.service_account
-    local = wep.node == hostname
-    msg = wid = None
-    if local:
-        wid = WorkloadEndpointID(wep.orchestrator or "k8s", f"{wep.namespace}/{wep.workload}", wep.endpoint)
-        msg = WorkloadEndpointMsg(
-            name=wep.interface,
-            mac=wep.mac,
-            ipv4_nets=tuple(text for version, text in wep.nets if version == 4),
-            ipv6_nets=tuple(text for version, text in wep.nets if version == 6),
-            profile_ids=wep.profiles,
-            tiers=(),
-            key=key,
-            allow_spoofed_source_prefixes=wep.spoof,
-        )
-    return EndpointData(key, labels, wep.profiles, tuple(text for _, text in wep.nets), wep.ports, local, msg, wid)
+    if any(map(_SCOPED, labels)):  # an endpoint cannot claim namespace or service-account labels
+        labels = {k: v for k, v in labels.items() if not _SCOPED(k)}
+    own = {**labels, NAMESPACE_LABEL: namespace}
+    if orchestrator and ORCHESTRATOR_LABEL not in own:
+        own[ORCHESTRATOR_LABEL] = orchestrator
+    if service_account:
+        own[SERVICE_ACCOUNT_LABEL] = service_account
+    if node != hostname:
+        return EndpointData(key, own, profiles, nets, ports)
+    wid = WorkloadEndpointID(orchestrator or "k8s", f"{namespace}/{pod or workload or name}", endpoint or "eth0")
+    msg = WorkloadEndpointMsg(
+        name=interface or "",
+        mac=mac or None,
+        ipv4_nets=tuple(n for n in nets if ":" not in n),
+        ipv6_nets=tuple(n for n in nets if ":" in n),
+        profile_ids=profiles,
+        tiers=(),
+        key=key,
+        allow_spoofed_source_prefixes=spoof,
+    )
+    return EndpointData(key, own, profiles, nets, ports, True, msg, wid)
 
 
 def host_endpoint(key: str, hep: HostEndpoint, hostname: str) -> EndpointData:
@@ -203,12 +257,24 @@ def host_endpoint(key: str, hep: HostEndpoint, hostname: str) -> EndpointData:
 
 
 def network_set(key: str, netset: NetworkSet | GlobalNetworkSet) -> EndpointData:
-    """The record of a (Global)NetworkSet: its nets, labels and (namespaced) the namespace's profile."""
-    labels = dict(netset.metadata.labels or {})
+    """The record of a validated (Global)NetworkSet model."""
+    meta = netset.metadata
+    return _network_set(key, netset.kind, meta.labels, meta.namespace, netset.spec.nets)
+
+
+def network_set_from_stored(key: str, value: dict[str, Any]) -> EndpointData:
+    """The record of a stored (Global)NetworkSet map that is known to be valid (the fast path)."""
+    meta, spec = value["metadata"], value.get("spec") or {}
+    return _network_set(key, value["kind"], meta.get("labels"), meta.get("namespace"), spec.get("nets"))
+
+
+def _network_set(key: str, kind: str, own: Mapping[str, str] | None, namespace: str | None,
+                 nets: Sequence[str] | None) -> EndpointData:
+    """A (Global)NetworkSet's nets, labels and (namespaced) the namespace's profile."""
+    labels = dict(own or {})
     parents: tuple[str, ...] = ()
-    if isinstance(netset, NetworkSet):
-        namespace = netset.metadata.namespace or "default"
+    if kind == "NetworkSet":
+        namespace = namespace or "default"
         labels[NAMESPACE_LABEL] = namespace
         parents = (NAMESPACE_PROFILE_PREFIX + namespace,)
-    nets = tuple(str(_host_net(n)) for n in netset.spec.nets or ())
-    return EndpointData(key, labels, parents, nets)
+    return EndpointData(key, labels, parents, tuple(str(_host_net(n)) for n in nets or ()))

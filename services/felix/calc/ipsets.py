@@ -16,21 +16,25 @@ How it works (Calico's ``ipset_member_calculator`` / named-port index)::
 A plain set's members are the item's nets (``10.0.0.1/32``, network-set CIDRs);
 a named-port set's are ``addr,proto:port`` for each address of an item that
 has a port of that name and protocol. Two items may give the same member, so
-members are counted.
+members are counted. A set's members at activation are counted in one go
+(the label index answers its selector by set algebra) and are not reported
+one by one: the set is new, its whole membership goes out with it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import NamedTuple
 
 from libcalico.selector import Selector, make_unique_id
 from libcalico.selector.labelindex import LabelIndex
 from services.felix.messages import IPSetType
 
 
-@dataclass(frozen=True, slots=True)
-class NamedPort:
+class NamedPort(NamedTuple):
     """A named port of an endpoint: name, protocol ("tcp", "udp", "sctp") and number."""
 
     name: str
@@ -65,15 +69,26 @@ def _address(net: str) -> str:
     return net.split("/", 1)[0]
 
 
-def contributions(defn: IPSetDef, nets: tuple[str, ...], ports: tuple[NamedPort, ...]) -> list[str]:
-    """The members one item gives to a set."""
-    if not defn.named_port:
-        return list(nets)
+def port_members(nets: tuple[str, ...], ports: tuple[NamedPort, ...], name: str, protocol: str) -> tuple[str, ...]:
+    """The ``addr,proto:port`` members an item gives to the sets of one port name and protocol."""
     out: list[str] = []
     for p in ports:
-        if p.name == defn.named_port and p.protocol == defn.protocol:
+        if p.name == name and p.protocol == protocol:
             out.extend(f"{_address(n)},{p.protocol}:{p.port}" for n in nets)
-    return out
+    return tuple(out)
+
+
+def contributions(defn: IPSetDef, nets: tuple[str, ...], ports: tuple[NamedPort, ...]) -> tuple[str, ...]:
+    """The members one item gives to a set."""
+    if not defn.named_port:
+        return nets
+    return port_members(nets, ports, defn.named_port, defn.protocol) if ports else ()
+
+
+def _counted(members: list[str]) -> dict[str, int]:
+    """Reference counts of a list of members (one each, unless some repeat)."""
+    refs = dict.fromkeys(members, 1)
+    return refs if len(refs) == len(members) else Counter(members)
 
 
 class IPSetIndex:
@@ -87,7 +102,10 @@ class IPSetIndex:
         self._on_added = on_added
         self._on_removed = on_removed
         self._index: LabelIndex[str, str] = LabelIndex(self._match, self._unmatch)
-        self._data: dict[str, tuple[tuple[str, ...], tuple[NamedPort, ...]]] = {}
+        self._nets: dict[str, tuple[str, ...]] = {}
+        self._ports: dict[str, tuple[NamedPort, ...]] = {}  # only items that have named ports
+        # (port name, protocol) → item → its members, for each pair an active set has asked for.
+        self._by_port: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
         self._sets: dict[str, IPSetDef] = {}
         self._sets_by_selector: dict[str, set[str]] = {}
         self._refs: dict[str, dict[str, int]] = {}
@@ -119,39 +137,80 @@ class IPSetIndex:
     def update_item(self, item_id: str, labels: Mapping[str, str], nets: tuple[str, ...],
                     ports: tuple[NamedPort, ...]) -> None:
         """Add or change an item: its effective labels and what it contributes (nets, named ports)."""
-        data = (nets, ports)
-        old = self._data.get(item_id)
-        if old is not None and old != data:
+        old = self._nets.get(item_id)
+        if old is not None and (old != nets or self._ports.get(item_id, ()) != ports):
             # Its addresses changed: withdraw everything it gave, then match it afresh.
             self._index.delete_labels(item_id)
-        self._data[item_id] = data
+        self._set_data(item_id, nets, ports)
         self._index.update_labels(item_id, labels)
+
+    def load(self, labels: Mapping[str, Mapping[str, str]], nets: Mapping[str, tuple[str, ...]],
+             ports: Mapping[str, tuple[NamedPort, ...]]) -> None:
+        """Add many new items at once: effective labels (kept as given), nets and, for some, named ports."""
+        if self._by_port or not self._nets.keys().isdisjoint(labels):
+            for item_id, item_labels in labels.items():
+                self.update_item(item_id, item_labels, nets[item_id], ports.get(item_id, ()))
+            return
+        self._nets.update(nets)
+        self._ports.update(ports)
+        self._index.load(labels)
 
     def delete_item(self, item_id: str) -> None:
         """Remove an item and everything it contributed."""
-        if item_id in self._data:
+        if item_id in self._nets:
             self._index.delete_labels(item_id)
-            del self._data[item_id]
+            del self._nets[item_id]
+            self._ports.pop(item_id, None)
+            for by_item in self._by_port.values():
+                by_item.pop(item_id, None)
+
+    def _set_data(self, item_id: str, nets: tuple[str, ...], ports: tuple[NamedPort, ...]) -> None:
+        self._nets[item_id] = nets
+        if ports:
+            self._ports[item_id] = ports
+        else:
+            self._ports.pop(item_id, None)
+        for (name, protocol), by_item in self._by_port.items():
+            members = port_members(nets, ports, name, protocol) if ports else ()
+            if members:
+                by_item[item_id] = members
+            else:
+                by_item.pop(item_id, None)
+
+    def _port_index(self, name: str, protocol: str) -> dict[str, tuple[str, ...]]:
+        """Item → members for one port name and protocol (built on first use, then kept up to date)."""
+        by_item = self._by_port.get((name, protocol))
+        if by_item is None:
+            by_item = {}
+            nets = self._nets
+            for item_id, ports in self._ports.items():
+                members = port_members(nets[item_id], ports, name, protocol)
+                if members:
+                    by_item[item_id] = members
+            self._by_port[(name, protocol)] = by_item
+        return by_item
 
     # --------------------------------------------------------------------- sets
 
     def activate(self, defn: IPSetDef) -> None:
-        """Start computing a set (no-op when it is already active)."""
+        """Start computing a set (no-op when it is already active); its first members are not reported."""
         if defn.id in self._sets:
             return
         self._sets[defn.id] = defn
-        self._refs[defn.id] = {}
         sel_id = defn.selector.unique_id()
         users = self._sets_by_selector.get(sel_id)
         if users is None:
             self._sets_by_selector[sel_id] = {defn.id}
-            self._index.update_selector(sel_id, defn.selector)  # reports every match
-            return
-        users.add(defn.id)
-        for item in self._index.items_matching(sel_id):
-            nets, ports = self._data[item]
-            for member in contributions(defn, nets, ports):
-                self._add(defn.id, member)
+            self._index.update_selector(sel_id, defn.selector, quiet=True)
+        else:
+            users.add(defn.id)
+        matched = self._index.matches_view(sel_id)
+        if defn.named_port:
+            by_item = self._port_index(defn.named_port, defn.protocol)
+            found = map(by_item.__getitem__, by_item.keys() & matched)
+        else:
+            found = map(self._nets.__getitem__, matched)
+        self._refs[defn.id] = _counted(list(chain.from_iterable(found)))
 
     def deactivate(self, set_id: str) -> None:
         """Stop computing a set and forget its members (no-op for an inactive set)."""
@@ -169,13 +228,13 @@ class IPSetIndex:
     # ---------------------------------------------------------------- internals
 
     def _match(self, sel_id: str, item_id: str) -> None:
-        nets, ports = self._data[item_id]
+        nets, ports = self._nets[item_id], self._ports.get(item_id, ())
         for set_id in self._sets_by_selector.get(sel_id, ()):
             for member in contributions(self._sets[set_id], nets, ports):
                 self._add(set_id, member)
 
     def _unmatch(self, sel_id: str, item_id: str) -> None:
-        nets, ports = self._data[item_id]
+        nets, ports = self._nets[item_id], self._ports.get(item_id, ())
         for set_id in self._sets_by_selector.get(sel_id, ()):
             for member in contributions(self._sets[set_id], nets, ports):
                 self._remove(set_id, member)

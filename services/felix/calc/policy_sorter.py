@@ -14,72 +14,35 @@ a host endpoint also gets its doNotTrack, preDNAT and applyOnForward lists.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from libcalico.resources import GlobalNetworkPolicy, NetworkPolicy, Tier
-from libcalico.resources.policy import DEFAULT_TIER, STATIC_TIER_ORDERS
-from libcalico.selector import Selector
-from services.felix.calc.scoping import policy_selector
-from services.felix.messages import PolicyID, TierInfo
+from services.felix.calc.policies import DEFAULT_TIER, STATIC_TIER_ORDERS, PolicyRecord
+from services.felix.messages import TierInfo
+
+if TYPE_CHECKING:
+    from libcalico.resources import Tier
+
+# What the graph keeps of a Tier: its order (None: last) and its default action ("deny" or "pass").
+TierRecord = tuple[float | None, str]
+
+
+def tier_record(key: str, tier: Tier) -> TierRecord:
+    """The record of a validated Tier model."""
+    return (tier.spec.order, (tier.spec.defaultAction or "Deny").lower())
+
+
+def tier_from_stored(key: str, value: Mapping[str, Any]) -> TierRecord:
+    """The record of a stored Tier map that is known to be valid: the model's fixed orders filled in."""
+    spec = value.get("spec") or {}
+    order = spec.get("order")
+    if order is None:
+        order = STATIC_TIER_ORDERS.get(value["metadata"]["name"])
+    return (None if order is None else float(order), (spec.get("defaultAction") or "Deny").lower())
 
 # Built-in tiers that Calico's API server creates; used when no Tier resource is seen.
 BUILTIN_DEFAULT_ACTIONS = {DEFAULT_TIER: "deny", "kube-admin": "pass", "kube-baseline": "pass"}
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyRecord:
-    """What the graph keeps of one enforced policy."""
-
-    key: str
-    id: PolicyID
-    namespace: str | None
-    selector: Selector
-    order: float
-    ingress: bool
-    egress: bool
-    untracked: bool
-    pre_dnat: bool
-    apply_on_forward: bool
-    resource: NetworkPolicy | GlobalNetworkPolicy
-
-    @property
-    def sort_key(self) -> tuple[float, str]:
-        """Order within a tier: Felix's PolKVLess, order then ``<name>/<namespace>/<kind>``."""
-        meta = self.resource.metadata
-        return (self.order, f"{meta.name}/{self.namespace or ''}/{self.resource.KIND.kind}")
-
-
-def policy_record(key: str, policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyRecord:
-    """The record of a NetworkPolicy or GlobalNetworkPolicy, with its scoped selector."""
-    spec = policy.spec
-    types = spec.types or []
-    if isinstance(policy, NetworkPolicy):
-        namespace = policy.metadata.namespace or "default"
-        selector = policy_selector(spec.selector, namespace, None, spec.serviceAccountSelector)
-        name = f"{namespace}/{policy.metadata.name}"
-        untracked = pre_dnat = False
-        forward = True
-    else:
-        gspec = policy.spec
-        namespace = None
-        selector = policy_selector(gspec.selector, None, gspec.namespaceSelector, gspec.serviceAccountSelector)
-        name = policy.metadata.name
-        untracked, pre_dnat = bool(gspec.doNotTrack), bool(gspec.preDNAT)
-        forward = bool(gspec.applyOnForward)
-    return PolicyRecord(
-        key=key,
-        id=PolicyID(spec.tier, name),
-        namespace=namespace,
-        selector=selector,
-        order=math.inf if spec.order is None else float(spec.order),
-        ingress="Ingress" in types,
-        egress="Egress" in types,
-        untracked=untracked,
-        pre_dnat=pre_dnat,
-        apply_on_forward=forward,
-        resource=policy,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +59,16 @@ class PolicySorter:
     """Knows the tiers; sorts an endpoint's matching policies into TierInfo lists."""
 
     def __init__(self) -> None:
-        self._tiers: dict[str, tuple[float | None, str]] = {}
+        self._tiers: dict[str, TierRecord] = {}
 
-    def update_tier(self, name: str, tier: Tier | None) -> bool:
+    def update_tier(self, name: str, tier: TierRecord | None) -> bool:
         """A Tier changed (None: deleted); return whether its order or default action changed."""
         old = self._tiers.get(name)
         if tier is None:
             self._tiers.pop(name, None)
             return old is not None
-        action = (tier.spec.defaultAction or "Deny").lower()
-        new = (tier.spec.order, action)
-        self._tiers[name] = new
-        return new != old
+        self._tiers[name] = tier
+        return tier != old
 
     def tier_key(self, name: str) -> tuple[int, float, str]:
         """How a tier sorts: known tiers by order (none = last), then unknown ones, then by name."""

@@ -20,15 +20,17 @@ are recomputed whole when anything here changes and diffed by the sequencer.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from libcalico.resources import IPPool, Node
 from services.felix.messages import (
     IPAMPoolUpdate,
     RouteType,
     RouteUpdate,
     VXLANTunnelEndpointUpdate,
 )
+
+if TYPE_CHECKING:
+    from libcalico.resources import IPPool, Node
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface

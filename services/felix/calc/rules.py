@@ -15,23 +15,36 @@ Rules the dataplane cannot enforce here never widen what is allowed: an
 ``Allow``/``Pass``/``Log`` rule that matches on Kubernetes ``services`` or on
 HTTP (application layer) is left out; a ``Deny`` rule that matches on
 ``services`` is kept without that match (it denies more, never less).
+
+Rules are read as stored maps (camelCase keys, as the datastore holds them);
+a validated model is read through its ``model_dump()``, which is the same map
+with the model's normalisations (ports ``"80"`` → ``80``), none of which
+changes the compiled rule.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
-from libcalico.resources.fields import protocol_number
-from libcalico.resources.rules import EntityRule, ICMPFields
-from libcalico.resources.rules import Rule as V3Rule
 from libcalico.selector import Selector, parse
+from libcalico.selector.ast import And, Not
 from services.felix.calc.ipsets import IPSetDef
 from services.felix.calc.scoping import ALL, entity_selector
 from services.felix.messages import PortRange, Rule
 
 ACTIONS = {"Allow": "allow", "Deny": "deny", "Log": "log", "Pass": "pass"}
+_CACHE_SIZE = 8192
 NAMED_PORT_PROTOCOLS = {17: "udp", 132: "sctp"}  # anything else (TCP, unset) is "tcp"
+# The protocol names the models accept (libcalico.resources.fields; a test keeps them equal), here so
+# that compiling rules does not import the models.
+PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
+
+# A rule as stored (camelCase map) or as a validated model (read through ``model_dump``).
+RuleInput = Mapping[str, Any] | Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +56,49 @@ class CompiledRules:
     ipsets: tuple[IPSetDef, ...]
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalise_net(net: str) -> str:
     """A CIDR (or bare address) as its network: ``10.0.0.5/24`` → ``10.0.0.0/24``, ``10.0.0.1`` → ``10.0.0.1/32``."""
     return str(ipaddress.ip_network(net, strict=False))
 
 
-def _nets(nets: list[str] | None) -> tuple[str, ...]:
-    return tuple(normalise_net(n) for n in nets or ())
+@lru_cache(maxsize=_CACHE_SIZE)
+def _set_def(selector: Selector, named_port: str = "", protocol: str = "") -> IPSetDef:
+    """The (shared, immutable) definition of one IP set."""
+    return IPSetDef(selector, named_port, protocol)
 
 
-def _ports(ports: list[int | str] | None) -> tuple[tuple[PortRange, ...], tuple[str, ...]]:
+def protocol_number(value: int | str | None) -> int | None:
+    """The IP protocol number of a validated protocol value (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if value.isdigit():
+        return int(value)
+    return PROTOCOL_NUMBERS[value]
+
+
+def _nets(nets: Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(map(normalise_net, nets)) if nets else ()
+
+
+Ports = tuple[tuple[PortRange, ...], tuple[str, ...]]
+_NO_PORTS: Ports = ((), ())
+
+
+def _ports(ports: Sequence[int | str] | None) -> Ports:
+    """A rule's ports: numeric ranges, and port names."""
+    if not ports:
+        return _NO_PORTS
+    return _port_list(tuple(ports))
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _port_list(ports: tuple[int | str, ...]) -> Ports:
     numeric: list[PortRange] = []
     named: list[str] = []
-    for p in ports or ():
+    for p in ports:
         if isinstance(p, int):
             numeric.append(PortRange(p, p))
         elif ":" in p:
@@ -68,96 +111,111 @@ def _ports(ports: list[int | str] | None) -> tuple[tuple[PortRange, ...], tuple[
     return tuple(numeric), tuple(named)
 
 
-def _icmp(fields: ICMPFields | None) -> tuple[int | None, int | None]:
+def _icmp(fields: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
     if fields is None:
         return None, None
-    return fields.type, fields.code
+    return fields.get("type"), fields.get("code")
 
 
-@dataclass(slots=True)
-class _Side:
-    """The compiled match of one side (source or destination) of a rule."""
-
-    nets: tuple[str, ...] = ()
-    not_nets: tuple[str, ...] = ()
-    sets: tuple[str, ...] = ()
-    not_sets: tuple[str, ...] = ()
-    ports: tuple[PortRange, ...] = ()
-    not_ports: tuple[PortRange, ...] = ()
-    named: tuple[str, ...] = ()
-    not_named: tuple[str, ...] = ()
+def _as_map(value: RuleInput) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else value.model_dump()
 
 
-def _side(entity: EntityRule | None, namespace: str | None, proto: str, out: dict[str, IPSetDef]) -> _Side:
-    if entity is None:
-        return _Side()
-    positive = entity_selector(entity, namespace)
-    negative = entity.notSelector or ""
-    if positive and negative:
-        positive, negative = f"({positive}) && (!({negative}))", ""
-    pos_sel: Selector | None = parse(positive) if positive else None
-    ports, named_ports = _ports(entity.ports)
-    not_ports, not_named_ports = _ports(entity.notPorts)
+# The compiled match of one side (source or destination) of a rule:
+# nets, not nets, sets, not sets, ports, not ports, named-port sets, not named-port sets.
+Side = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...],
+             tuple[PortRange, ...], tuple[PortRange, ...], tuple[str, ...], tuple[str, ...]]
+_NO_SIDE: Side = ((), (), (), (), (), (), (), ())
 
-    def named_sets(names: tuple[str, ...]) -> tuple[str, ...]:
-        ids = []
-        for name in names:
-            defn = IPSetDef(pos_sel or ALL, name, proto)
-            out.setdefault(defn.id, defn)
-            ids.append(defn.id)
-        return tuple(ids)
 
-    side = _Side(
-        nets=_nets(entity.nets), not_nets=_nets(entity.notNets), ports=ports, not_ports=not_ports,
-        named=named_sets(named_ports), not_named=named_sets(not_named_ports),
-    )
-    if pos_sel is not None and (ports or not named_ports):
-        defn = IPSetDef(pos_sel)
+def _named_sets(selector: Selector, names: tuple[str, ...], proto: str, out: dict[str, IPSetDef]) -> tuple[str, ...]:
+    ids = []
+    for name in names:
+        defn = _set_def(selector, name, proto)
         out.setdefault(defn.id, defn)
-        side.sets = (defn.id,)
+        ids.append(defn.id)
+    return tuple(ids)
+
+
+def _side(entity: Mapping[str, Any] | None, namespace: str | None, proto: str, out: dict[str, IPSetDef]) -> Side:
+    if not entity:
+        return _NO_SIDE
+    get = entity.get
+    pos_sel = entity_selector(entity, namespace)
+    negative = get("notSelector")
+    neg_sel: Selector | None = None
     if negative:
-        defn = IPSetDef(parse(negative))
+        neg_sel = parse(negative)
+        if pos_sel is not None:
+            # Calico's "(<positive>) && (!(<notSelector>))": one set instead of two.
+            pos_sel, neg_sel = _with_negation(pos_sel, neg_sel), None
+    ports, named_ports = _ports(get("ports"))
+    not_ports, not_named_ports = _ports(get("notPorts"))
+    sets: tuple[str, ...] = ()
+    if pos_sel is not None and (ports or not named_ports):
+        defn = _set_def(pos_sel)
         out.setdefault(defn.id, defn)
-        side.not_sets = (defn.id,)
-    return side
+        sets = (defn.id,)
+    not_sets: tuple[str, ...] = ()
+    if neg_sel is not None:
+        defn = _set_def(neg_sel)
+        out.setdefault(defn.id, defn)
+        not_sets = (defn.id,)
+    named_selector = pos_sel or ALL
+    return (_nets(get("nets")), _nets(get("notNets")), sets, not_sets, ports, not_ports,
+            _named_sets(named_selector, named_ports, proto, out) if named_ports else (),
+            _named_sets(named_selector, not_named_ports, proto, out) if not_named_ports else ())
 
 
-def _enforceable(rule: V3Rule) -> tuple[bool, V3Rule]:
-    """Whether to render the rule at all, and the rule to render (see the module docstring)."""
-    services = any(e is not None and e.services is not None for e in (rule.source, rule.destination))
-    if rule.action == "Deny":
-        if not services:
-            return True, rule
-        update = {side: getattr(rule, side).model_copy(update={"services": None})
-                  for side in ("source", "destination") if getattr(rule, side) is not None}
-        return True, rule.model_copy(update=update)
-    return not services and rule.http is None, rule
+@lru_cache(maxsize=_CACHE_SIZE)
+def _with_negation(positive: Selector, negative: Selector) -> Selector:
+    return Selector(And((positive.root, Not(negative.root))))
 
 
-def compile_rule(rule: V3Rule, namespace: str | None, rule_id: str, out: dict[str, IPSetDef]) -> Rule | None:
-    """Compile one rule, adding the IP sets it references to ``out``; None when it must be left out."""
-    keep, rule = _enforceable(rule)
-    if not keep:
+def _without_services(entity: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if entity is None or entity.get("services") is None:
+        return entity
+    return {k: v for k, v in entity.items() if k != "services"}
+
+
+def compile_rule(rule: RuleInput, namespace: str | None, rule_id: str, out: dict[str, IPSetDef]) -> Rule | None:
+    """Compile one rule, adding the IP sets it references to ``out``; None when it must be left out.
+
+    Rules the dataplane cannot enforce never widen what is allowed: an
+    Allow/Pass/Log rule on ``services`` or HTTP is left out; a Deny rule keeps
+    everything but its ``services`` match.
+    """
+    r = _as_map(rule)
+    source, destination = r.get("source"), r.get("destination")
+    services = (source is not None and source.get("services") is not None) or \
+        (destination is not None and destination.get("services") is not None)
+    action = r["action"]
+    if action == "Deny":
+        if services:
+            source, destination = _without_services(source), _without_services(destination)
+    elif services or r.get("http") is not None:
         return None
-    proto = protocol_number(rule.protocol)
+    proto = protocol_number(r.get("protocol"))
     named_proto = NAMED_PORT_PROTOCOLS.get(proto or 0, "tcp")
-    src = _side(rule.source, namespace, named_proto, out)
-    dst = _side(rule.destination, namespace, named_proto, out)
-    icmp_type, icmp_code = _icmp(rule.icmp)
-    not_icmp_type, not_icmp_code = _icmp(rule.notICMP)
+    src_nets, not_src_nets, src_sets, not_src_sets, src_ports, not_src_ports, src_named, not_src_named = \
+        _side(source, namespace, named_proto, out)
+    dst_nets, not_dst_nets, dst_sets, not_dst_sets, dst_ports, not_dst_ports, dst_named, not_dst_named = \
+        _side(destination, namespace, named_proto, out)
+    icmp_type, icmp_code = _icmp(r.get("icmp"))
+    not_icmp_type, not_icmp_code = _icmp(r.get("notICMP"))
     return Rule(
-        action=ACTIONS[rule.action],
-        ip_version=rule.ipVersion,
+        action=ACTIONS[action],
+        ip_version=r.get("ipVersion"),
         protocol=proto,
-        not_protocol=protocol_number(rule.notProtocol),
-        src_nets=src.nets, not_src_nets=src.not_nets,
-        src_ip_set_ids=src.sets, not_src_ip_set_ids=src.not_sets,
-        src_ports=src.ports, not_src_ports=src.not_ports,
-        src_named_port_ip_set_ids=src.named, not_src_named_port_ip_set_ids=src.not_named,
-        dst_nets=dst.nets, not_dst_nets=dst.not_nets,
-        dst_ip_set_ids=dst.sets, not_dst_ip_set_ids=dst.not_sets,
-        dst_ports=dst.ports, not_dst_ports=dst.not_ports,
-        dst_named_port_ip_set_ids=dst.named, not_dst_named_port_ip_set_ids=dst.not_named,
+        not_protocol=protocol_number(r.get("notProtocol")),
+        src_nets=src_nets, not_src_nets=not_src_nets,
+        src_ip_set_ids=src_sets, not_src_ip_set_ids=not_src_sets,
+        src_ports=src_ports, not_src_ports=not_src_ports,
+        src_named_port_ip_set_ids=src_named, not_src_named_port_ip_set_ids=not_src_named,
+        dst_nets=dst_nets, not_dst_nets=not_dst_nets,
+        dst_ip_set_ids=dst_sets, not_dst_ip_set_ids=not_dst_sets,
+        dst_ports=dst_ports, not_dst_ports=not_dst_ports,
+        dst_named_port_ip_set_ids=dst_named, not_dst_named_port_ip_set_ids=not_dst_named,
         icmp_type=icmp_type, icmp_code=icmp_code,
         not_icmp_type=not_icmp_type, not_icmp_code=not_icmp_code,
         rule_id=rule_id,
@@ -165,7 +223,7 @@ def compile_rule(rule: V3Rule, namespace: str | None, rule_id: str, out: dict[st
 
 
 def compile_rules(
-    ingress: list[V3Rule] | None, egress: list[V3Rule] | None, namespace: str | None, owner: str
+    ingress: Sequence[RuleInput] | None, egress: Sequence[RuleInput] | None, namespace: str | None, owner: str
 ) -> CompiledRules:
     """Compile a policy's or profile's rules; ``owner`` prefixes each rule id (``ns/name/ingress/0``)."""
     sets: dict[str, IPSetDef] = {}

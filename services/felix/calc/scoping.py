@@ -11,13 +11,22 @@ How it works (Calico's ``updateprocessors``)::
 
 An entity rule's selector, namespace selector and service-account match are
 combined into one selector, whose unique id names the IP set.
+
+Calico combines them as text (``(<a>) && (<b>)``) and parses the result; this
+module builds the same syntax trees directly. Parentheses add no node, so the
+text ``(<a>) && (<b>)`` parses to ``And(a, b)``; a rewritten tree is printed in
+canonical form before Calico re-parses it, which collapses runs of ``!`` (the
+only change printing and parsing make), so :func:`_reparsed` does the same.
+The results are cached by their inputs: rules and policies repeat them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
 
-from libcalico.resources.rules import EntityRule, ServiceAccountMatch
 from libcalico.selector import Selector, parse
 from libcalico.selector.ast import All, And, Compare, Global, Has, InSet, Node, Not, Or, quote
 
@@ -28,6 +37,7 @@ NAMESPACE_PREFIX = "pcns."
 SERVICE_ACCOUNT_PREFIX = "pcsa."
 
 ALL = parse("all()")
+_CACHE_SIZE = 8192
 
 
 def rewrite(node: Node, prefix: str, all_to: Node | None = None, global_to: Node | None = None) -> Node:
@@ -45,14 +55,40 @@ def rewrite(node: Node, prefix: str, all_to: Node | None = None, global_to: Node
     raise TypeError(f"unknown selector node {type(node).__name__}")
 
 
-def _text(node: Node) -> str:
-    return str(Selector(node))
+def _reparsed(node: Node) -> Node:
+    """The tree that parsing ``str(node)`` gives: a run of ``!`` collapses to one or none."""
+    if isinstance(node, Not):
+        inner = node.operand
+        if isinstance(inner, Not):
+            return _reparsed(inner.operand)
+        return Not(_reparsed(inner))
+    if isinstance(node, (And, Or)):
+        return type(node)(tuple(_reparsed(o) for o in node.operands))
+    return node
+
+
+def _and(first: Node, second: Node) -> Node:
+    """The tree of the text ``(<first>) && (<second>)``."""
+    return And((first, second))
+
+
+def _root(text: str) -> Node:
+    return parse(text).root
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _namespace_node(namespace_selector: str) -> Node:
+    return _reparsed(rewrite(_root(namespace_selector), NAMESPACE_PREFIX, all_to=Has(NAMESPACE_LABEL),
+                             global_to=Not(Has(NAMESPACE_LABEL))))
 
 
 def namespace_scope(namespace_selector: str) -> str:
     """The endpoint selector for a rule's ``namespaceSelector`` (``pcns.`` keys; ``all()``, ``global()`` rewritten)."""
-    root = parse(namespace_selector).root
-    return _text(rewrite(root, NAMESPACE_PREFIX, all_to=Has(NAMESPACE_LABEL), global_to=Not(Has(NAMESPACE_LABEL))))
+    return str(_namespace_node(namespace_selector))
+
+
+def _in_namespace(namespace: str) -> Node:
+    return Compare(NAMESPACE_LABEL, "==", namespace)
 
 
 def in_namespace(namespace: str) -> str:
@@ -60,40 +96,58 @@ def in_namespace(namespace: str) -> str:
     return f"{NAMESPACE_LABEL} == {quote(namespace)}"
 
 
-def service_account_selector(match: ServiceAccountMatch) -> str:
-    """The endpoint selector for a rule's ``serviceAccounts`` match ("" when it restricts nothing)."""
-    out = _text(rewrite(parse(match.selector).root, SERVICE_ACCOUNT_PREFIX)) if match.selector else ""
-    if not match.names:
+def _service_account_node(selector: str | None, names: tuple[str, ...] | None) -> Node | None:
+    out = _reparsed(rewrite(_root(selector), SERVICE_ACCOUNT_PREFIX)) if selector else None
+    if not names:
         return out
-    names = ", ".join(quote(n) for n in sorted(set(match.names)))
-    by_name = str(parse(f"{SERVICE_ACCOUNT_LABEL} in {{{names}}}"))
-    return f"({out}) && ({by_name})" if out else by_name
+    by_name = InSet(SERVICE_ACCOUNT_LABEL, tuple(sorted(set(names))))
+    return _and(out, by_name) if out is not None else by_name
 
 
-def entity_selector(entity: EntityRule, namespace: str | None) -> str:
-    """One selector for what an entity rule's selector fields match, scoped as Calico scopes it ("" for none)."""
-    ns_sel = ""
-    if entity.namespaceSelector:
-        ns_sel = namespace_scope(entity.namespaceSelector)
+def service_account_selector(match: Mapping[str, Any] | Any) -> str:
+    """The endpoint selector for a rule's ``serviceAccounts`` match ("" when it restricts nothing)."""
+    fields = _fields(match)
+    node = _service_account_node(fields.get("selector"), tuple(fields.get("names") or ()))
+    return "" if node is None else str(node)
+
+
+def _fields(value: Mapping[str, Any] | Any) -> Mapping[str, Any]:
+    """A stored map as it is, or a model as the same map."""
+    return value if isinstance(value, Mapping) else value.model_dump()
+
+
+def entity_selector(entity: Mapping[str, Any] | Any, namespace: str | None) -> Selector | None:
+    """One selector for what an entity rule's selector fields match, scoped as Calico scopes it (None for none)."""
+    e = _fields(entity)
+    sa = e.get("serviceAccounts")
+    sa_key = None if sa is None else (sa.get("selector") or None, tuple(sa.get("names") or ()))
+    return _entity_selector(e.get("selector") or None, e.get("namespaceSelector") or None, sa_key,
+                            bool(e.get("notSelector")), namespace)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _entity_selector(selector: str | None, namespace_selector: str | None,
+                     service_accounts: tuple[str | None, tuple[str, ...]] | None, negated: bool,
+                     namespace: str | None) -> Selector | None:
+    ns_node: Node | None = None
+    if namespace_selector:
+        ns_node = _namespace_node(namespace_selector)
     elif namespace:
-        ns_sel = in_namespace(namespace)
-    parts = []
-    if entity.serviceAccounts is not None:
-        sa = service_account_selector(entity.serviceAccounts)
-        if sa:
+        ns_node = _in_namespace(namespace)
+    parts: list[Node] = []
+    if service_accounts is not None:
+        sa = _service_account_node(*service_accounts)
+        if sa is not None:
             parts.append(sa)
-    if entity.selector:
-        parts.append(entity.selector)
-    selector = parts[0] if len(parts) == 1 else ("(" + ") && (".join(parts) + ")" if parts else "")
-    if ns_sel and (selector or entity.notSelector or entity.namespaceSelector):
-        selector = f"({ns_sel}) && ({selector})" if selector else ns_sel
-    return selector
+    if selector:
+        parts.append(_root(selector))
+    node = parts[0] if len(parts) == 1 else (And(tuple(parts)) if parts else None)
+    if ns_node is not None and (node is not None or negated or namespace_selector):
+        node = _and(ns_node, node) if node is not None else ns_node
+    return None if node is None else Selector(node)
 
 
-def _append(current: str, extra: str) -> str:
-    return f"({current}) && {extra}" if current else extra
-
-
+@lru_cache(maxsize=_CACHE_SIZE)
 def policy_selector(
     selector: str | None,
     namespace: str | None,
@@ -101,15 +155,15 @@ def policy_selector(
     service_account_selector: str | None = None,
 ) -> Selector:
     """The endpoint selector of a whole policy: its selector scoped to its namespace and service accounts."""
-    text = selector or ""
+    node = _root(selector) if selector else None
     if namespace:
-        text = _append(text, in_namespace(namespace))
+        node = _and(node, _in_namespace(namespace)) if node is not None else _in_namespace(namespace)
     if namespace_selector:
-        root = rewrite(parse(namespace_selector).root, NAMESPACE_PREFIX, all_to=Has(NAMESPACE_LABEL))
-        text = _append(text, _text(root))
+        ns = _reparsed(rewrite(_root(namespace_selector), NAMESPACE_PREFIX, all_to=Has(NAMESPACE_LABEL)))
+        node = _and(node, ns) if node is not None else ns
     if service_account_selector:
         # A GlobalNetworkPolicy's all() means "has a service account"; a NetworkPolicy's stays all().
         all_to = None if namespace else Has(SERVICE_ACCOUNT_LABEL)
-        root = rewrite(parse(service_account_selector).root, SERVICE_ACCOUNT_PREFIX, all_to=all_to)
-        text = _append(text, _text(root))
-    return parse(text) if text else ALL
+        sa = _reparsed(rewrite(_root(service_account_selector), SERVICE_ACCOUNT_PREFIX, all_to=all_to))
+        node = _and(node, sa) if node is not None else sa
+    return ALL if node is None else Selector(node)

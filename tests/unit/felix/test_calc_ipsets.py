@@ -42,18 +42,41 @@ def recorder() -> tuple[IPSetIndex, list[tuple[str, str, str]]]:
     return index, events
 
 
-def test_activate_reports_existing_members_and_deactivate_forgets() -> None:
+def test_activate_counts_existing_members_quietly_and_deactivate_forgets() -> None:
     index, events = recorder()
     index.update_item("a", {"app": "x"}, ("10.0.0.1/32",), ())
     index.update_item("b", {"app": "y"}, ("10.0.0.2/32",), ())
     defn = IPSetDef(parse("app == 'x'"))
     index.activate(defn)
-    assert events == [("+", defn.id, "10.0.0.1/32")]
+    assert events == []  # a new set goes out whole: its first members are not reported one by one
     assert index.members(defn.id) == {"10.0.0.1/32"}
+    index.update_item("c", {"app": "x"}, ("10.0.0.3/32",), ())
+    assert events == [("+", defn.id, "10.0.0.3/32")]
     index.deactivate(defn.id)
     assert index.members(defn.id) == frozenset() and index.definition(defn.id) is None
-    index.update_item("c", {"app": "x"}, ("10.0.0.3/32",), ())
+    index.update_item("d", {"app": "x"}, ("10.0.0.4/32",), ())
     assert len(events) == 1
+
+
+def test_load_then_activate_equals_one_by_one() -> None:
+    items = [(f"i{n}", {"app": "xy"[n % 2], "role": "db" if n % 3 else "web"},
+              (f"10.0.0.{n}/32", "10.9.0.0/16"), (NamedPort("http", "tcp", 80 + n % 2),) if n % 4 else ())
+             for n in range(40)]
+    defs = [IPSetDef(parse(text), *port) for text in ("app == 'x'", "role != 'db'", "app == 'y' && has(role)",
+                                                      "all()", "role contains 'e'")
+            for port in ((), ("http", "tcp"))]
+    bulk, _ = recorder()
+    bulk.load({i[0]: i[1] for i in items}, {i[0]: i[2] for i in items}, {i[0]: i[3] for i in items if i[3]})
+    one, _ = recorder()
+    for defn in defs:
+        one.activate(defn)
+    for item in items:
+        one.update_item(*item)
+    for defn in defs:
+        bulk.activate(defn)
+        assert bulk.members(defn.id) == one.members(defn.id), str(defn.selector)
+    assert bulk.members(defs[0].id) == {f"10.0.0.{n}/32" for n in range(0, 40, 2)} | {"10.9.0.0/16"}
+    assert bulk.members(defs[1].id) == {f"10.0.0.{n},tcp:80" for n in range(2, 40, 4)} | {"10.9.0.0,tcp:80"}
 
 
 def test_two_sets_on_one_selector() -> None:

@@ -46,31 +46,32 @@ def test_namespace_selector_global_means_nothing_namespaced() -> None:
 
 def test_namespaced_rule_selector_is_scoped_to_the_policy_namespace() -> None:
     got = entity_selector(EntityRule(selector="app == 'db'"), "prod")
-    assert parse(got) == parse("projectcalico.org/namespace == 'prod' && app == 'db'")
+    assert got == parse("projectcalico.org/namespace == 'prod' && app == 'db'")
 
 
 def test_global_rule_selector_is_not_scoped() -> None:
-    assert entity_selector(EntityRule(selector="app == 'db'"), None) == "app == 'db'"
+    assert entity_selector(EntityRule(selector="app == 'db'"), None) == parse("app == 'db'")
+    assert entity_selector({"selector": "app == 'db'"}, None) == parse("app == 'db'")
 
 
 def test_namespace_selector_replaces_the_policy_namespace() -> None:
     got = entity_selector(EntityRule(selector="app == 'db'", namespaceSelector="team == 'x'"), "prod")
-    assert parse(got) == parse("pcns.team == 'x' && app == 'db'")
+    assert got == parse("pcns.team == 'x' && app == 'db'")
 
 
 def test_nets_only_rule_has_no_selector_even_in_a_namespace() -> None:
-    assert entity_selector(EntityRule(nets=["10.0.0.0/8"]), "prod") == ""
+    assert entity_selector(EntityRule(nets=["10.0.0.0/8"]), "prod") is None
 
 
 def test_not_selector_alone_scopes_positive_side_to_namespace() -> None:
-    assert entity_selector(EntityRule(notSelector="app == 'x'"), "prod") == \
+    assert str(entity_selector(EntityRule(notSelector="app == 'x'"), "prod")) == \
         "projectcalico.org/namespace == \"prod\""
 
 
 def test_service_account_names_and_selector() -> None:
     got = entity_selector(EntityRule(serviceAccounts=ServiceAccountMatch(names=["b", "a"], selector="role == 'x'")),
                           None)
-    assert parse(got) == parse("pcsa.role == 'x' && projectcalico.org/serviceaccount in {'a', 'b'}")
+    assert got == parse("pcsa.role == 'x' && projectcalico.org/serviceaccount in {'a', 'b'}")
 
 
 def test_network_policy_selector_scoped_to_namespace_and_service_accounts() -> None:
