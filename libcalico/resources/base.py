@@ -9,6 +9,7 @@ naming the field path (``spec.ingress[0].destination.ports[1]``) and the reason.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Iterable
@@ -177,6 +178,13 @@ def kind_class(kind: str) -> type[Resource]:
     cls = _KINDS.get(kind)
     if cls is not None:
         return cls
+    from libcalico.resources import _LAZY
+
+    if kind in _LAZY:  # load only the module the kind lives in (a start-up path may need just one)
+        importlib.import_module(f"libcalico.resources.{_LAZY[kind]}")
+        cls = _KINDS.get(kind)
+        if cls is not None:
+            return cls
     _ensure_loaded()
     try:
         return _KINDS[kind]
