@@ -5,15 +5,19 @@ How it works::
     send(msg) ──► queue ──► turn: drain every queued message ─► FilterState / RouteManager (desired)
                                    │  (nothing touches the kernel before the first InSync)
                                    ▼
-                 first turn after InSync: start-up sweep = read the table, replace it in ONE batch
-                 (chains kept, rules and elements swapped atomically), then sweep stale routes
+                 first turn after InSync: start-up sweep = read the table, then program it in stages
+                 (sets while the chains render; see stages.py) ending in ONE hooking batch, then
+                 sweep stale routes
                  later turns: plan_incremental(dirty names) ─► one nft batch ─► commit ─► routes
                  timers: refresh (read back, repair drift) · route resync · retry pending interfaces
 
 While a batch is in nft's hands (libnftables in the namespace thread, or an
 ``nft`` process for bulk work) this thread reads the kernel's routes when a
-resync is due, and on the very first batch runs ``while_programming``; routes
-themselves change only after the rules are in.
+resync is due. On the first apply, once the messages are folded and the chains
+rendered while nft is still loading, it runs ``while_programming``, opens the
+route socket and reads the kernel's routes; routes themselves change only
+after the rules are in. pyroute2 is imported only for tunnel devices (see
+routes.py); the link monitor starts after the first apply.
 
 A failed batch leaves the kernel as it was (nft is transactional); the next
 turn reads the kernel and replaces the table, with backoff while it keeps failing.
@@ -25,7 +29,7 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -36,7 +40,8 @@ from services.felix.dataplane.filterstate import FilterState
 from services.felix.dataplane.kernelstate import parse_table
 from services.felix.dataplane.namespace import NamespaceThread
 from services.felix.dataplane.nft import NftBackend, open_backend
-from services.felix.dataplane.routes import RouteManager, watch_links
+from services.felix.dataplane.routes import RouteManager
+from services.felix.dataplane.rtnl import watch_links
 from services.felix.dataplane.ruleset import (
     NeedsReplace,
     TableState,
@@ -46,6 +51,7 @@ from services.felix.dataplane.ruleset import (
     snapshot,
 )
 from services.felix.dataplane.settings import DataplaneSettings, settings_from_config
+from services.felix.dataplane.stages import Backlog, FirstTurn, apply_in_stages, split_first_turn
 from services.felix.dataplane.tunnels import IPIP_DEVICE, VXLAN_DEVICE
 from services.felix.memory import release
 from services.felix.messages import (
@@ -72,8 +78,8 @@ class DataplaneOptions:
     settings: DataplaneSettings = field(default_factory=DataplaneSettings)
     pending_retry_interval: float = 0.5  # retry a missing workload interface (link events usually come first)
     max_backoff: float = 30.0
-    # Called once, while the first table batch is in nft's hands (a thread or a process, so this thread
-    # is free): blocking work that must not delay readiness goes here (Felix's start-up collection).
+    # Called once, while the first table is in nft's hands (a process, so this thread is free):
+    # blocking work that must not delay readiness goes here (Felix's start-up collection).
     while_programming: Callable[[], None] | None = None
 
 
@@ -151,22 +157,24 @@ class Dataplane:
             self._nft = open_backend(self.options.nft_backend, self._thread)
             stack.callback(self._nft.close)
             self.routes = RouteManager(self._thread, self.options.hostname, self.settings)
-            await self.routes.open()
-            stack.callback(self.routes.close)
+            stack.callback(self.routes.close)  # its sockets open on first use
             stack.callback(self._cancel_timers)
-            monitor = asyncio.create_task(self._watch_links(), name="felix-dp-links")
-            stack.push_async_callback(_cancel_and_wait, monitor)
             log.info("dataplane started", hostname=self.options.hostname, netns=self.options.netns,
                      nft=self._nft.name)
+            monitor: asyncio.Task[None] | None = None
             while True:
                 items = [await self._queue.get()]
                 while not self._queue.empty():
                     items.append(self._queue.get_nowait())
                 await self._turn(items)
+                if monitor is None and self.ready.is_set():
+                    monitor = asyncio.create_task(self._watch_links(), name="felix-dp-links")
+                    stack.push_async_callback(_cancel_and_wait, monitor)
 
     async def _watch_links(self) -> None:
+        assert self._thread is not None
         try:
-            await watch_links(self.options.netns, self._on_link)
+            await watch_links(self._thread, self._on_link, self._on_links_lost)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # task root: without events, pending interfaces are still retried on a timer
@@ -182,6 +190,12 @@ class Dataplane:
             return
         self._queue.put_nowait(_Wake())
 
+    def _on_links_lost(self) -> None:
+        assert self.routes is not None
+        log.warning("link events lost; re-reading the links")
+        self.routes.mark_tunnels()  # the next apply reads every link and re-checks every workload
+        self._queue.put_nowait(_Wake())
+
     def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
@@ -189,14 +203,21 @@ class Dataplane:
     async def _turn(self, items: list[Message | _Wake]) -> None:
         messages = [m for m in items if not isinstance(m, _Wake)]
         counted = len(messages) + sum(1 for m in items if isinstance(m, _Wake) and m.counted)
+        first: FirstTurn | None = None
         try:
+            if not self.ready.is_set() and self._needs_replace and (
+                    self.in_sync or any(isinstance(m, InSync) for m in messages)):
+                # The first apply: the kernel's table is listed while the IP sets are folded, and the
+                # other messages are folded while nft loads the sets (stages.py).
+                assert self._nft is not None
+                messages, late = split_first_turn(messages)
+                listing = asyncio.ensure_future(self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
+                first = FirstTurn(listing, Backlog(late, self._fold))
+                await asyncio.sleep(0)  # the listing's first step starts nft
             for msg in messages:
-                try:
-                    self._on_message(msg)
-                except DataplaneError as exc:
-                    log.error("message rejected", message=type(msg).__name__, error=str(exc))
+                self._fold(msg)
             if self.in_sync:
-                await self._apply()
+                await self._apply(first)
                 self._backoff = 0.0
         except Exception as exc:  # task root: log, back off, retry on a timer
             self.stats.last_error = str(exc)
@@ -206,12 +227,20 @@ class Dataplane:
             log.error("dataplane apply failed", error=str(exc), retry_in=self._backoff, exc_info=True)
             self._wake_after(self._backoff)
         finally:
+            if first is not None:
+                first.close()  # whatever happened, every message is folded before the next turn
             self.stats.turns += 1
             async with self._progress:
                 self._done += counted
                 self._progress.notify_all()
 
     # Messages ------------------------------------------------------------------
+    def _fold(self, msg: Message) -> None:
+        try:
+            self._on_message(msg)
+        except DataplaneError as exc:
+            log.error("message rejected", message=type(msg).__name__, error=str(exc))
+
     def _on_message(self, msg: Message) -> None:
         assert self.routes is not None
         if isinstance(msg, InSync):
@@ -256,18 +285,23 @@ class Dataplane:
         self.filter.set_tunnels(self.routes.vxlan_on, self.routes.remote_vxlan_hosts(), ipip_on)
 
     # Applying ------------------------------------------------------------------
-    async def _apply(self) -> None:
+    async def _apply(self, first_turn: FirstTurn | None = None) -> None:
         assert self._nft is not None and self.routes is not None
         started = time.perf_counter()
         first = not self.ready.is_set()
         resync = self._route_resync_due
         self._route_resync_due = False
-        # Reading the kernel's routes (pyroute2, this thread) overlaps the nft batch (libnftables in the
-        # namespace thread, without the GIL); routes are only changed once the rules are in.
-        steps = [self._apply_nft(), self.routes.read_kernel()] if resync else [self._apply_nft()]
-        for outcome in await asyncio.gather(*steps, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
+        if first and self._needs_replace:
+            # The staged first apply: the kernel's routes are read while nft loads the last batches
+            # (this thread is free then); routes change only once the rules are in.
+            await self._apply_nft(lambda: self._while_first_batch(resync), first_turn)
+        else:
+            # Reading the kernel's routes (a dump in the namespace thread) overlaps the nft batch;
+            # routes are only changed once the rules are in.
+            steps = [self._apply_nft(), self.routes.read_kernel()] if resync else [self._apply_nft()]
+            for outcome in await asyncio.gather(*steps, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         if self.filter.changed_ifaces:
             self.routes.workloads = self.filter.workload_ifaces
             self.routes.mark_ifaces(self.filter.changed_ifaces)
@@ -284,11 +318,23 @@ class Dataplane:
             self._schedule_refresh()
             log.info("dataplane programmed", seconds=round(self.stats.last_apply_seconds, 3),
                      chains=len(self.filter.table.chains), sets=len(self.filter.table.sets))
+            release()  # the start-up batches and listings are garbage now
 
-    async def _apply_nft(self) -> None:
+    async def _while_first_batch(self, resync: bool) -> None:
+        """Work that waits for nothing the first table batch does (run while nft loads it)."""
+        assert self.routes is not None
+        hook, self._while_programming = self._while_programming, None
+        if hook is not None:
+            hook()
+        await self.routes.open()
+        if resync:
+            await self.routes.read_kernel()
+
+    async def _apply_nft(self, while_running: Callable[[], Awaitable[None]] | None = None,
+                         first_turn: FirstTurn | None = None) -> None:
         started = time.perf_counter()
         if self._needs_replace:
-            await self._replace()
+            await self._replace(staged=not self.ready.is_set(), while_running=while_running, first_turn=first_turn)
         elif self._refresh_due:
             await self._refresh()
         else:
@@ -315,20 +361,36 @@ class Dataplane:
             raise
         commit(self.filter.table, self._programmed, chains, sets, maps)
 
-    async def _replace(self) -> None:
-        """Read the kernel's table and replace its content with ours in one transaction."""
+    async def _replace(self, staged: bool = False, while_running: Callable[[], Awaitable[None]] | None = None,
+                       first_turn: FirstTurn | None = None) -> None:
+        """Read the kernel's table and replace its content with ours: in one transaction, or (``staged``,
+        the first apply) in stages that end with one transaction (see :mod:`stages`)."""
         assert self._nft is not None
-        kernel = parse_table(await self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
-        self.filter.table.clear_dirty()
-        batch = plan_replace(self.filter.table, kernel)
-        await self._send(batch.text())
-        self._programmed = snapshot(self.filter.table)
+        if first_turn is not None:
+            listing = await first_turn.listing
+        else:
+            listing = await self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME)
+        kernel = parse_table(listing)
+        if staged:
+            backlog = first_turn.backlog if first_turn is not None else None
+            report = await apply_in_stages(self.filter, kernel, self._send_bulk, while_running, backlog)
+            table = self.filter.table
+            table.clear_dirty()
+            detail = {"batches": report.batches, "spans": report.spans, "rendered_at": report.rendered_at,
+                      "sets_refilled": report.sets_refilled, "whole_replace": report.whole_replace}
+        else:
+            table = self.filter.table
+            table.clear_dirty()
+            await self._send(plan_replace(table, kernel).text())
+            detail = {}
+        self._programmed = snapshot(table)
         self._needs_replace = False
         self.stats.replaces += 1
         log.info("table replaced", had_table=kernel is not None,
-                 stale_chains=len(set(kernel.chains) - set(self.filter.table.chains)) if kernel else 0)
-        del kernel, batch
-        release()
+                 stale_chains=len(set(kernel.chains) - set(table.chains)) if kernel else 0, **detail)
+        del kernel
+        if not staged:
+            release()  # (the first apply releases once it is done)
 
     async def _refresh(self) -> None:
         """Read the table back and repair whatever differs from what we programmed."""
@@ -363,15 +425,21 @@ class Dataplane:
         release()
 
     async def _send(self, text: str) -> None:
-        assert self._nft is not None
-        self.stats.nft_batches += 1
-        job = asyncio.ensure_future(self._nft.apply(text))
+        job = asyncio.ensure_future(self._send_batch(text))
         hook, self._while_programming = self._while_programming, None
         if hook is not None:
             await asyncio.sleep(0)  # the job's first step hands the batch to nft (thread call or process)
             hook()
+        await job
+
+    async def _send_bulk(self, text: str) -> None:
+        await self._send_batch(text, bulk=True)
+
+    async def _send_batch(self, text: str, bulk: bool = False) -> None:
+        assert self._nft is not None
+        self.stats.nft_batches += 1
         try:
-            await job
+            await self._nft.apply(text, bulk=bulk)
         except NftablesError:
             self.stats.nft_failures += 1
             raise

@@ -3,6 +3,11 @@
 How it works: each message re-renders only what it touches (one policy's two
 chains, one endpoint's chains and dispatch-map entries, one IP set's two
 nftables sets) into a :class:`DesiredTable`, which records the dirty names.
+Policy and profile chains are rendered lazily: a message records the rules and
+marks the chain pending; reading :attr:`FilterState.table` (or calling
+:meth:`FilterState.render_pending`) renders what is pending, with the IP sets
+as they are then. So a policy sent twice before an apply renders once, and the
+driver can render while nft loads the sets (see :mod:`dataplane`).
 References are counted: an endpoint chain that jumps to a policy or profile
 chain we have not been told about gets a stub chain that drops (fail closed);
 a rule that names an IP set we have not been sent gets an empty set, so a
@@ -64,7 +69,7 @@ class FilterState:
     def __init__(self, settings: DataplaneSettings) -> None:
         self.settings = settings
         self.renderer = RuleRenderer(settings, self._set_interval)
-        self.table = DesiredTable()
+        self._table = DesiredTable()
         self.policies: dict[PolicyID, ActivePolicyUpdate] = {}
         self.profiles: dict[str, ActiveProfileUpdate] = {}
         self.ipsets: dict[str, IPSetMembers] = {}
@@ -75,20 +80,55 @@ class FilterState:
         self.vxlan_on = False
         self.vxlan_hosts: frozenset[str] = frozenset()
         self.ipip_on = False
-        self.render_errors: dict[str, str] = {}
+        self._render_errors: dict[str, str] = {}
         self.changed_ifaces: set[str] = set()  # workload interfaces whose owner changed (taken by the driver)
         self._explicit: dict[str, tuple[Chain, frozenset[str]]] = {}
         self._sources: dict[str, tuple[tuple[Rule, ...], str, bool]] = {}  # explicit chain → how to render it again
+        self._pending: dict[str, None] = {}  # explicit chains to (re-)render, in arrival order
         self._chain_refs: Counter[str] = Counter()
         self._set_users: dict[str, set[str]] = {}  # nft set name → the explicit chains that match on it
         self._set_owner: dict[str, str] = {}  # nft set name → IP set id (long ids make hashed names)
         self._endpoint_deps: dict[str, frozenset[str]] = {}
         self._hep_keys: set[str] = set()
         for name in STATIC_MAPS:
-            self.table.ensure_map(MapDef(name))
+            self._table.ensure_map(MapDef(name))
         self._render_static()
         self._render_pools()
-        self.table.put_set(setdef_for(names.SET_VXLAN_HOSTS), frozenset())
+        self._table.put_set(setdef_for(names.SET_VXLAN_HOSTS), frozenset())
+
+    # Reading ---------------------------------------------------------------
+    @property
+    def table(self) -> DesiredTable:
+        """The desired table, with every pending chain rendered."""
+        if self._pending:
+            self.render_pending()
+        return self._table
+
+    @property
+    def unrendered_table(self) -> DesiredTable:
+        """The desired table as it is now: pending policy and profile chains are not in it yet."""
+        return self._table
+
+    @property
+    def render_errors(self) -> dict[str, str]:
+        """Chain (or ``ipset <id>``) → why it could not be rendered (such chains drop)."""
+        if self._pending:
+            self.render_pending()
+        return self._render_errors
+
+    @property
+    def pending(self) -> int:
+        """How many policy and profile chains wait to be rendered."""
+        return len(self._pending)
+
+    def render_pending(self, limit: int | None = None) -> None:
+        """Render pending policy and profile chains (at most ``limit`` of them; None: all)."""
+        pending = self._pending
+        count = len(pending) if limit is None else min(limit, len(pending))
+        for _ in range(count):
+            name = next(iter(pending))
+            del pending[name]
+            self._render_explicit(name)
 
     # Messages -------------------------------------------------------------
     def apply(self, msg: FilterMessage) -> None:
@@ -146,7 +186,7 @@ class FilterState:
         """VXLAN/IPIP state: which remote hosts may send us VXLAN, and whether pods may not send tunnels."""
         if vxlan_hosts != self.vxlan_hosts:
             self.vxlan_hosts = vxlan_hosts
-            self.table.put_set(setdef_for(names.SET_VXLAN_HOSTS), net_elements(sorted(vxlan_hosts), 4))
+            self._table.put_set(setdef_for(names.SET_VXLAN_HOSTS), net_elements(sorted(vxlan_hosts), 4))
         if (vxlan_on, ipip_on) != (self.vxlan_on, self.ipip_on):
             self.vxlan_on, self.ipip_on = vxlan_on, ipip_on
             self._render_all_endpoints()
@@ -158,16 +198,21 @@ class FilterState:
 
     # Policies and profiles --------------------------------------------------
     def _set_explicit(self, name: str, rules: tuple[Rule, ...], where: str, final: bool = False) -> None:
-        """(Re-)render a policy or profile chain; ``final``: an inbound chain (``allow`` accepts outright)."""
+        """Want a policy or profile chain rendered from ``rules`` (``final``: an inbound chain, where
+        ``allow`` accepts outright); it renders when the table is next read."""
         self._sources[name] = (rules, where, final)
+        self._pending[name] = None
+
+    def _render_explicit(self, name: str) -> None:
+        rules, where, final = self._sources[name]
         try:
             rendered = self.renderer.render_rules(rules, where, final)
             chain = make_chain(name, rendered.rules)
             refs = frozenset(rendered.set_refs)
-            self.render_errors.pop(name, None)
+            self._render_errors.pop(name, None)
         except RenderError as exc:
             log.error("render failed", chain=name, error=str(exc))
-            self.render_errors[name] = str(exc)
+            self._render_errors[name] = str(exc)
             chain, refs = make_chain(name, ["drop"]), frozenset()  # fail closed
         old = self._explicit.get(name)
         self._explicit[name] = (chain, refs)
@@ -177,36 +222,46 @@ class FilterState:
     def _drop_explicit(self, name: str) -> None:
         old = self._explicit.pop(name, None)
         self._sources.pop(name, None)
-        self.render_errors.pop(name, None)
+        self._pending.pop(name, None)
+        self._render_errors.pop(name, None)
         if old is not None:
             self._retarget_sets(name, old[1], frozenset())
         self._refresh_chain(name)
 
     def _retarget_sets(self, chain: str, old: frozenset[str], new: frozenset[str]) -> None:
+        if old == new:
+            return
+        flipped: list[str] = []  # sets that gained their first user or lost their last: only they can change
         for name in new - old:
-            self._set_users.setdefault(name, set()).add(chain)
+            users = self._set_users.setdefault(name, set())
+            if not users:
+                flipped.append(name)
+            users.add(chain)
         for name in old - new:
-            users = self._set_users.get(name)
-            if users is not None:
-                users.discard(chain)
-                if not users:
+            left = self._set_users.get(name)
+            if left is not None:
+                left.discard(chain)
+                if not left:
                     del self._set_users[name]
-        for name in old ^ new:
+                    flipped.append(name)
+        for name in flipped:
             self._refresh_set(name)
 
     def _refresh_chain(self, name: str) -> None:
+        if name in self._pending:
+            return  # its render puts it
         explicit = self._explicit.get(name)
         if explicit is not None:
-            self.table.put_chain(explicit[0])
+            self._table.put_chain(explicit[0])
         elif self._chain_refs.get(name, 0) > 0:
-            self.table.put_chain(make_chain(name, ["drop"]))  # referenced but unknown: fail closed
+            self._table.put_chain(make_chain(name, ["drop"]))  # referenced but unknown: fail closed
         else:
-            self.table.drop_chain(name)
+            self._table.drop_chain(name)
 
     # IP sets ----------------------------------------------------------------
     def _apply_ipset(self, msg: IPSetUpdate | IPSetDeltaUpdate | IPSetRemove) -> None:
         old = self.ipsets.get(msg.id)
-        old_names = old.set_names() if old else ()
+        old_names = old.set_names() if old is not None else ()  # (an empty IPSetMembers is falsy)
         try:
             if isinstance(msg, IPSetUpdate):
                 members = old if old is not None and old.type is msg.type else IPSetMembers(msg.type, msg.id)
@@ -221,19 +276,23 @@ class FilterState:
                 self.ipsets.pop(msg.id, None)
         except RenderError as exc:
             log.error("bad ip set member", set_id=msg.id, error=str(exc))
-            self.render_errors[f"ipset {msg.id}"] = str(exc)
+            self._render_errors[f"ipset {msg.id}"] = str(exc)
             return
         current = self.ipsets.get(msg.id)
         variants = names.ipset_variants(msg.id)
         now = set(current.set_names()) if current is not None else set()
+        # Rules must name the set of the kind the members need now (plain or interval; an unknown id:
+        # plain): re-render the chains that name another kind (the set gained its first net, lost its
+        # last one, or went away), so the table is the same whatever the history.
         if current is not None:
             for name in variants:
                 self._set_owner[name] = msg.id
-            # Rules must name the set of the kind the members need now (plain or interval): re-render
-            # the chains that name the other kind (the set gained its first net or lost its last one).
-            stale = {chain for name in variants if name not in now for chain in self._set_users.get(name, ())}
-            for chain in sorted(stale):
-                self._set_explicit(chain, *self._sources[chain])
+            unneeded = [name for name in variants if name not in now]
+        else:
+            unneeded = [names.ipset_name(msg.id, version, False, True) for version in (4, 6)]
+        stale = {chain for name in unneeded for chain in self._set_users.get(name, ())}
+        for chain in sorted(stale):
+            self._set_explicit(chain, *self._sources[chain])
         for name in set(old_names) | now:
             self._refresh_set(name)
         if current is None:
@@ -248,11 +307,11 @@ class FilterState:
         set_id = self._set_owner.get(name)
         members = self.ipsets.get(set_id) if set_id is not None else None
         if members is not None and name in members.set_names():
-            self.table.put_set(setdef_for(name), members.elements(4 if name.startswith("cali4") else 6))
+            self._table.put_set(setdef_for(name), members.elements(4 if name.startswith("cali4") else 6))
         elif name in self._set_users:
-            self.table.put_set(setdef_for(name), frozenset())  # referenced but unknown (or no longer): empty
+            self._table.put_set(setdef_for(name), frozenset())  # referenced but unknown (or no longer): empty
         else:
-            self.table.drop_set(name)
+            self._table.drop_set(name)
 
     # Endpoints --------------------------------------------------------------
     def _apply_workload(self, msg: WorkloadEndpointUpdate | WorkloadEndpointRemove) -> None:
@@ -284,16 +343,16 @@ class FilterState:
                 log.error("invalid workload interface name", iface=iface)
             for chain in (tw, fw):
                 self._uninstall_endpoint_chain(chain)
-            self.table.put_map_entry(MapDef(names.MAP_TO_WL), iface, None)
-            self.table.put_map_entry(MapDef(names.MAP_FROM_WL), iface, None)
+            self._table.put_map_entry(MapDef(names.MAP_TO_WL), iface, None)
+            self._table.put_map_entry(MapDef(names.MAP_FROM_WL), iface, None)
             return
         endpoint = self.workloads[min(ids, key=_id_key)]
         prologue = workload_prologue(self.settings, self.vxlan_on, self.ipip_on)
         self._install_endpoint_chain(*endpoint_chain(tw, self.renderer, endpoint.tiers, endpoint.profile_ids, True))
         self._install_endpoint_chain(*endpoint_chain(fw, self.renderer, endpoint.tiers, endpoint.profile_ids, False,
                                                      prologue=prologue))
-        self.table.put_map_entry(MapDef(names.MAP_TO_WL), iface, f"jump {tw}")
-        self.table.put_map_entry(MapDef(names.MAP_FROM_WL), iface, f"jump {fw}")
+        self._table.put_map_entry(MapDef(names.MAP_TO_WL), iface, f"jump {tw}")
+        self._table.put_map_entry(MapDef(names.MAP_FROM_WL), iface, f"jump {fw}")
 
     def _render_heps(self) -> None:
         by_key: dict[str, str] = {}
@@ -310,8 +369,8 @@ class FilterState:
             for chain in (names.host_chain(key, True), names.host_chain(key, False)):
                 self._uninstall_endpoint_chain(chain)
             if key != names.ALL_INTERFACES:
-                self.table.put_map_entry(MapDef(names.MAP_FROM_HEP), key, None)
-                self.table.put_map_entry(MapDef(names.MAP_TO_HEP), key, None)
+                self._table.put_map_entry(MapDef(names.MAP_FROM_HEP), key, None)
+                self._table.put_map_entry(MapDef(names.MAP_TO_HEP), key, None)
         for key, hep_id in by_key.items():
             hep = self.heps[hep_id]
             fh, th = names.host_chain(key, False), names.host_chain(key, True)
@@ -320,8 +379,8 @@ class FilterState:
             self._install_endpoint_chain(*endpoint_chain(th, self.renderer, hep.tiers, hep.profile_ids, False,
                                                          failsafe=names.CHAIN_FAILSAFE_OUT))
             if key != names.ALL_INTERFACES:
-                self.table.put_map_entry(MapDef(names.MAP_FROM_HEP), key, f"jump {fh}")
-                self.table.put_map_entry(MapDef(names.MAP_TO_HEP), key, f"jump {th}")
+                self._table.put_map_entry(MapDef(names.MAP_FROM_HEP), key, f"jump {fh}")
+                self._table.put_map_entry(MapDef(names.MAP_TO_HEP), key, f"jump {th}")
         all_before = names.ALL_INTERFACES in self._hep_keys
         self._hep_keys = set(by_key)
         if all_before != (names.ALL_INTERFACES in by_key):
@@ -341,7 +400,7 @@ class FilterState:
             self._chain_refs[name] += 1
         for name in old - new:
             self._chain_refs[name] -= 1
-        self.table.put_chain(chain)
+        self._table.put_chain(chain)
         for name in old ^ new:
             self._refresh_chain(name)
 
@@ -349,7 +408,7 @@ class FilterState:
         old = self._endpoint_deps.pop(name, frozenset())
         for dep in old:
             self._chain_refs[dep] -= 1
-        self.table.drop_chain(name)
+        self._table.drop_chain(name)
         for dep in old:
             self._refresh_chain(dep)
 
@@ -357,7 +416,7 @@ class FilterState:
     def _render_static(self) -> None:
         for chain in static_chains(self.renderer, self.settings, all_hep=names.ALL_INTERFACES in self._hep_keys,
                                    vxlan_on=self.vxlan_on):
-            self.table.put_chain(chain)
+            self._table.put_chain(chain)
 
     def _render_pools(self) -> None:
         for version in (4, 6):
@@ -368,8 +427,8 @@ class FilterState:
             except RenderError as exc:
                 log.error("bad pool cidr", error=str(exc))
                 continue
-            self.table.put_set(setdef_for(names.pool_set(version, False)), all_elems)
-            self.table.put_set(setdef_for(names.pool_set(version, True)), masq_elems)
+            self._table.put_set(setdef_for(names.pool_set(version, False)), all_elems)
+            self._table.put_set(setdef_for(names.pool_set(version, True)), masq_elems)
 
 
 def _id_key(endpoint_id: WorkloadEndpointID) -> tuple[str, str, str]:

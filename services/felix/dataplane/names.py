@@ -32,12 +32,17 @@ MAX_READABLE = 200
 ALL_INTERFACES = "any-interface-at-all"
 
 
-@functools.lru_cache(maxsize=1 << 15)
 def _name(prefix: str, text: str) -> str:
+    return prefix + _suffix(text)
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _suffix(text: str) -> str:
+    """``text`` itself, or ``_<hash>`` when it cannot be part of a name (computed once per text)."""
     if _SAFE.match(text) and len(text) <= MAX_READABLE:
-        return prefix + text
+        return text
     digest = hashlib.sha224(text.encode()).digest()
-    return prefix + "_" + base64.b32encode(digest).decode().rstrip("=").lower()[:32]
+    return "_" + base64.b32encode(digest[:20]).decode().lower()  # 20 bytes: exactly the 32 characters kept
 
 
 def valid_iface(name: str) -> bool:
@@ -76,7 +81,11 @@ def ipset_name(set_id: str, version: int, named_port: bool, interval: bool = Fal
 
 def ipset_variants(set_id: str) -> tuple[str, ...]:
     """Every nftables set name IP set ``set_id`` can have (both versions, each kind)."""
-    return tuple(_name(f"cali{version}0{kind}-", set_id) for version in (4, 6) for kind in "sin")
+    suffix = _suffix(set_id)
+    return tuple(prefix + suffix for prefix in _IPSET_PREFIXES)
+
+
+_IPSET_PREFIXES = tuple(f"cali{version}0{kind}-" for version in (4, 6) for kind in "sin")
 
 
 # Static objects.

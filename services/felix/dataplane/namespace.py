@@ -55,8 +55,11 @@ def enter_netns(path: Path) -> None:
 
 def write_sysctl(path: str, value: str) -> None:
     """Write one ``/proc/sys`` value (in the calling thread's namespace)."""
-    with open(path, "w", encoding="ascii") as handle:
-        handle.write(value)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # no Python file object: ~3 us instead of ~15
+    try:
+        os.write(fd, value.encode("ascii"))
+    finally:
+        os.close(fd)
 
 
 def read_sysctl(path: str) -> str:

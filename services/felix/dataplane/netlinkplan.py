@@ -3,22 +3,28 @@
 How it works: the managers decide *what* the kernel should hold (routes to
 workloads and remote blocks, the VXLAN/IPIP devices, neighbour and FDB
 entries) as :class:`NetlinkRequest` values; :func:`send` hands one to
-pyroute2's ``AsyncIPRoute``; :func:`encode_route` renders a route request to
-the bytes of an ``RTM_NEWROUTE`` message, so tests can check the exact
-message for devices this kernel lacks (IPIP).
+pyroute2's ``AsyncIPRoute``; :func:`encode_route` packs a route request into
+the bytes of an ``RTM_NEWROUTE``/``RTM_DELROUTE`` message by hand (a few
+microseconds; pyroute2 takes ~250), which :mod:`rtnl` sends in bulk and tests
+check against pyroute2's decoder, also for devices this kernel lacks (IPIP).
+Nothing here imports pyroute2 until a message is decoded.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_NEWROUTE
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x400
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 8, 15
+RTAX_MTU = 2
+_NLMSGHDR = struct.Struct("=IHHII")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_RTATTR = struct.Struct("=HH")
 RT_TABLE_MAIN = 254
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
@@ -75,34 +81,37 @@ def route_request(command: str, dst: str, target: RouteTarget, oif: int, proto: 
     return NetlinkRequest("route", command, args)
 
 
+def _attr(kind: int, payload: bytes) -> bytes:
+    length = _RTATTR.size + len(payload)
+    return _RTATTR.pack(length, kind) + payload + b"\0" * (-length % 4)
+
+
 def encode_route(request: NetlinkRequest, sequence: int = 1) -> bytes:
-    """The ``RTM_NEWROUTE`` bytes of a route request (as the kernel would receive them)."""
+    """The ``RTM_NEWROUTE`` (``replace``) or ``RTM_DELROUTE`` (``del``) bytes of a route request."""
     args = request.args
     net = ipaddress.ip_network(args["dst"])
-    msg = rtmsg()
-    msg["family"] = args["family"]
-    msg["dst_len"] = net.prefixlen
-    msg["table"] = args["table"]
-    msg["proto"] = args["proto"]
-    msg["scope"] = args["scope"]
-    msg["type"] = RTN_UNICAST
-    msg["flags"] = args.get("flags", 0)
-    attrs: list[tuple[str, Any]] = [("RTA_TABLE", args["table"]), ("RTA_DST", str(net.network_address))]
+    attrs = [_attr(RTA_TABLE, struct.pack("=I", args["table"])), _attr(RTA_DST, net.network_address.packed)]
     if "gateway" in args:
-        attrs.append(("RTA_GATEWAY", args["gateway"]))
-    attrs.append(("RTA_OIF", args["oif"]))
+        attrs.append(_attr(RTA_GATEWAY, ipaddress.ip_address(args["gateway"]).packed))
+    attrs.append(_attr(RTA_OIF, struct.pack("=i", args["oif"])))
     if "metrics" in args:
-        attrs.append(("RTA_METRICS", args["metrics"]))
-    msg["attrs"] = attrs
-    msg["header"]["type"] = RTM_NEWROUTE
-    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-    msg["header"]["sequence_number"] = sequence
-    msg.encode()
-    return bytes(msg.data)
+        nested = b"".join(_attr(RTAX_MTU, struct.pack("=I", value))
+                          for name, value in args["metrics"]["attrs"] if name == "RTAX_MTU")
+        attrs.append(_attr(RTA_METRICS, nested))
+    body = _RTMSG.pack(args["family"], net.prefixlen, 0, 0, min(args["table"], 255), args["proto"], args["scope"],
+                       RTN_UNICAST, args.get("flags", 0)) + b"".join(attrs)
+    if request.command == "del":
+        kind, flags = RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK
+    else:
+        kind, flags = RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, sequence, 0) + body
 
 
 def decode_route(data: bytes) -> dict[str, Any]:
-    """Decode ``RTM_NEWROUTE`` bytes back into fields and attributes (for tests and logs)."""
+    """Decode route message bytes back into fields and attributes, with pyroute2 (for tests and logs)."""
+    # pyroute2 is slow to import: only here, for tests and logs.
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
     msg = rtmsg(data)
     msg.decode()
     out: dict[str, Any] = {k: msg[k] for k in ("family", "dst_len", "table", "proto", "scope", "type", "flags")}

@@ -10,8 +10,12 @@ Two interchangeable backends, both run inside the managed network namespace:
   libnftables builds the whole ruleset in our memory for those (+83 MiB to
   load a 16,000-rule table, +60 MiB to list it, measured) and a process takes
   that peak with it, for ~15 ms more per job.
-- :class:`NftProcess` pipes the batch into ``nft -f -`` (through ``nsenter``
-  when a namespace is given).
+- :class:`NftProcess` runs ``nft -f`` on the batch (through ``nsenter`` when a
+  namespace is given). The batch, nft's output and its errors live in memory
+  files, and the exit is seen through a pidfd in the event loop: no pipe to
+  feed and no watcher thread, so nft runs to its end at full speed even while
+  this thread is busy rendering (a thread waiting for the GIL behind a busy
+  event loop can wait for seconds, measured).
 
 A batch is one transaction: if any command fails, the kernel keeps the old
 ruleset and :class:`NftablesError` carries nft's message.
@@ -24,6 +28,7 @@ import ctypes
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -42,8 +47,9 @@ class NftBackend(Protocol):
 
     name: str
 
-    async def apply(self, batch: str) -> None:
-        """Apply ``batch`` (nft script text) as one atomic transaction."""
+    async def apply(self, batch: str, *, bulk: bool = False) -> None:
+        """Apply ``batch`` (nft script text) as one atomic transaction; ``bulk``: in an ``nft`` process
+        where the backend has a choice (start-up stages: this thread stays free to render)."""
 
     async def list_table(self, family: str, table: str) -> dict[str, Any] | None:
         """The table as nft JSON (``{"nftables": <items>}``, items decoded one at a time), or None when
@@ -105,8 +111,8 @@ class LibNftables:
         self._json_ctx: _Context = thread.call(_Context, True)
         self._bulk: NftProcess | None = NftProcess(thread.netns) if shutil.which("nft") else None
 
-    async def apply(self, batch: str) -> None:
-        if self._bulk is not None and len(batch) > BULK_BATCH_BYTES:
+    async def apply(self, batch: str, *, bulk: bool = False) -> None:
+        if self._bulk is not None and (bulk or len(batch) > BULK_BATCH_BYTES):
             await self._bulk.apply(batch)
             return
         rc, _out, err = await self._thread.run(self._apply_ctx.run, batch)
@@ -148,32 +154,26 @@ class NftProcess:
         path = netns_path(netns)
         self._prefix = [nft] if path is None else ["nsenter", f"--net={path}", nft]
 
-    async def _run(self, args: list[str], stdin: str | None) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *self._prefix, *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-
-    async def apply(self, batch: str) -> None:
-        # The batch goes in a memory file that nft reads by itself: a pipe would need this event loop
-        # to feed it, so nft would stall whenever the loop is busy (see Dataplane's while_programming).
-        fd = os.memfd_create("felix-nft-batch", os.MFD_CLOEXEC)
+    async def _run(self, args: list[str], batch: str | None = None) -> tuple[int, str, str]:
+        fds = [os.memfd_create(name, os.MFD_CLOEXEC) for name in ("felix-nft-batch", "felix-nft-out", "felix-nft-err")]
         try:
-            os.write(fd, batch.encode())
-            proc = await asyncio.create_subprocess_exec(
-                *self._prefix, "-f", f"/dev/fd/{fd}", pass_fds=(fd,),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )
+            if batch is not None:
+                os.write(fds[0], batch.encode())
+                args = ["-f", f"/dev/fd/{fds[0]}", *args]
+            rc = await run_process([*self._prefix, *args], fds[1], fds[2], (fds[0],))
+            out, err = _read_all(fds[1]), _read_all(fds[2])
         finally:
-            os.close(fd)
-        _out, err = await proc.communicate()
-        if proc.returncode:
-            raise NftablesError(_first_lines(err.decode(errors="replace")), batch_lines=batch.count("\n") + 1)
+            for fd in fds:
+                os.close(fd)
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def apply(self, batch: str, *, bulk: bool = False) -> None:
+        rc, _out, err = await self._run([], batch)
+        if rc:
+            raise NftablesError(_first_lines(err), batch_lines=batch.count("\n") + 1)
 
     async def list_table(self, family: str, table: str) -> dict[str, Any] | None:
-        rc, out, err = await self._run(["-j", "-a", "-p", "list", "table", family, table], None)
+        rc, out, err = await self._run(["-j", "-a", "-p", "list", "table", family, table])
         if rc != 0:
             if any(marker in err for marker in _NO_SUCH_TABLE):
                 return None
@@ -181,7 +181,7 @@ class NftProcess:
         return {"nftables": json_items(out)}
 
     async def delete_table_if_present(self, family: str, table: str) -> bool:
-        rc, _out, err = await self._run(["delete", "table", family, table], None)
+        rc, _out, err = await self._run(["delete", "table", family, table])
         if rc != 0:
             if any(marker in err for marker in _NO_SUCH_TABLE):
                 return False
@@ -199,6 +199,35 @@ def open_backend(kind: str, thread: NamespaceThread) -> NftBackend:
     if kind == "nft":
         return NftProcess(thread.netns)
     raise DataplaneError(f"unknown nftables backend {kind!r}; expected 'libnftables' or 'nft'")
+
+
+async def run_process(argv: list[str], stdout: int, stderr: int, pass_fds: tuple[int, ...] = ()) -> int:
+    """Run ``argv`` to its end and return its exit status; its exit is awaited through a pidfd."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=pass_fds)
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    pidfd = os.pidfd_open(proc.pid)
+    loop.add_reader(pidfd, on_exit)
+    try:
+        await exited
+    except BaseException:
+        proc.kill()  # nft's batch is one transaction: it commits all of it or nothing
+        raise
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        proc.wait()
+    return proc.returncode
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0) if size else b""
 
 
 _DECODER = json.JSONDecoder()

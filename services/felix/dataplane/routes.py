@@ -1,4 +1,4 @@
-"""Routes, interface sysctls and tunnel devices, through pyroute2's ``AsyncIPRoute``.
+"""Routes, interface sysctls and tunnel devices, through pyroute2's ``AsyncIPRoute`` and :mod:`rtnl`.
 
 How it works: the driver tells the manager what it wants (workload
 interfaces and their nets, remote blocks, VTEPs); :meth:`RouteManager.apply`
@@ -9,27 +9,29 @@ interface (or a new ifindex for it), the ``vxlan.calico`` device with its
 neighbour/FDB entries and on-link routes, and IPIP routes when ``tunl0``
 exists. A workload whose interface is not there yet stays pending and is
 retried. :meth:`resync` compares with a dump of the kernel instead (start-up
-sweep of stale routes on our interfaces, periodic repair).
+sweep of stale routes on our interfaces, periodic repair). Routes (changes in
+bulk, dumps) go through :class:`rtnl.RouteSocket`, interface indexes through
+``if_nametoindex``; pyroute2 (~100-150 ms of CPU to import) is imported, in a
+worker thread, only when a tunnel device, neighbour or FDB entry is involved.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import structlog
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from services.felix.dataplane.errors import CapabilityMissing
 from services.felix.dataplane.namespace import NamespaceThread, write_sysctl
 from services.felix.dataplane.netlinkplan import (
+    NetlinkRequest,
     RouteTarget,
     fdb_request,
     neigh_request,
@@ -37,6 +39,7 @@ from services.felix.dataplane.netlinkplan import (
     route_request,
     send,
 )
+from services.felix.dataplane.rtnl import RouteSocket
 from services.felix.dataplane.settings import DataplaneSettings
 from services.felix.dataplane.tunnels import (
     IPIP_DEVICE,
@@ -51,7 +54,20 @@ from services.felix.dataplane.tunnels import (
 from services.felix.messages import RouteUpdate, VXLANTunnelEndpointUpdate, WorkloadEndpoint
 
 log = structlog.get_logger("felix.dataplane.routes")
-_PIPELINE = 64
+_GONE = (errno.ESRCH, errno.ENODEV, errno.ENOENT)
+_pyroute2: SimpleNamespace | None = None
+
+
+def pyroute2() -> SimpleNamespace:
+    """What this module uses of pyroute2, imported on first use."""
+    global _pyroute2
+    if _pyroute2 is None:
+        root = importlib.import_module("pyroute2")
+        _pyroute2 = SimpleNamespace(
+            AsyncIPRoute=root.AsyncIPRoute,
+            NetlinkError=importlib.import_module("pyroute2.netlink.exceptions").NetlinkError,
+        )
+    return _pyroute2
 
 
 def configure_workload_iface(name: str, ipv6: bool, rp_filter: str) -> None:
@@ -100,6 +116,7 @@ class RouteManager:
         self.vteps: dict[str, VXLANTunnelEndpointUpdate] = {}
         self.pending: set[str] = set()
         self._ipr: Any = None
+        self._route_socket: RouteSocket | None = None
         self._routes: dict[str, tuple[int, str | None]] = {}  # dst -> (oif, gateway) as programmed
         self._configured: dict[str, int] = {}  # iface -> ifindex its sysctls were written for
         self._neigh: dict[str, str] = {}  # VTEP address -> MAC
@@ -113,15 +130,28 @@ class RouteManager:
         self._fresh_links: dict[str, dict[str, Any]] | None = None
 
     async def open(self) -> None:
-        """Open the netlink socket in the managed namespace."""
-        netns = self.thread.netns
-        self._ipr = AsyncIPRoute(netns=netns, flags=0) if netns else AsyncIPRoute()
+        """Open the route socket in the managed namespace (once; later calls do nothing)."""
+        if self._route_socket is None:
+            self._route_socket = await self.thread.run(RouteSocket)
+
+    async def _open_ipr(self) -> Any:
+        """pyroute2's socket, for tunnel devices, neighbours and FDB (imported on first use)."""
+        if self._ipr is None:
+            if _pyroute2 is None:  # import in a worker thread: this event loop stays free
+                await asyncio.to_thread(pyroute2)
+            ipr_class = pyroute2().AsyncIPRoute
+            netns = self.thread.netns
+            self._ipr = ipr_class(netns=netns, flags=0) if netns else ipr_class()
+        return self._ipr
 
     def close(self) -> None:
-        """Close the netlink socket."""
+        """Close the netlink sockets."""
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+        if self._route_socket is not None:
+            self._route_socket.close()
+            self._route_socket = None
 
     # Desired state ----------------------------------------------------------
     @property
@@ -182,7 +212,8 @@ class RouteManager:
         """
         out: dict[str, dict[str, Any]] = {}
         if self._need_link_details():
-            async for link in await self._ipr.link("dump"):
+            ipr = await self._open_ipr()
+            async for link in await ipr.link("dump"):
                 out[link.get("ifname")] = link
         else:
             for index, name in await self.thread.run(socket.if_nameindex):
@@ -190,21 +221,20 @@ class RouteManager:
         self._index = {name: link["index"] for name, link in out.items()}
         return out
 
-    async def _refresh_index(self, iface: str) -> None:
-        try:
-            links = await self._ipr.link("get", ifname=iface)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                raise
-            self._index.pop(iface, None)
-            return
-        for link in links:
-            self._index[iface] = link["index"]
+    async def _refresh_indexes(self, ifaces: set[str]) -> None:
+        found = await self.thread.run(_if_indexes, sorted(ifaces))
+        for iface in ifaces:
+            index = found.get(iface)
+            if index is None:
+                self._index.pop(iface, None)
+            else:
+                self._index[iface] = index
 
     async def apply(self) -> None:
         """Program the difference between desired and programmed state (only what was marked)."""
         if not (self._tunnels_dirty or self._routes_dirty or self._dirty_ifaces or self.pending):
             return
+        await self.open()
         if not self._forwarding_done:
             await self.thread.run(configure_host_forwarding, self.settings.ipv6_support)
             self._forwarding_done = True
@@ -219,8 +249,8 @@ class RouteManager:
             check = set(self.workloads)
         else:
             check = (self._dirty_ifaces | self.pending) & set(self.workloads)
-            for iface in check:
-                await self._refresh_index(iface)
+            if check:
+                await self._refresh_indexes(check)
         self._dirty_ifaces = set()
         self._routes_dirty = False
         await self._configure_ifaces(check)
@@ -236,29 +266,32 @@ class RouteManager:
 
         Only reads, so it may run while an nftables batch is applied.
         """
+        await self.open()
         links = await self._links()
         ours = {link["index"] for name, link in links.items()
                 if name in (VXLAN_DEVICE, IPIP_DEVICE) or name.startswith(self.settings.interface_prefixes)}
         actual: dict[str, tuple[int, str | None]] = {}
-        for family in (2, 10):
-            async for route in await self._ipr.route("dump", family=family):
-                if route.get("table") != 254 or route.get("RTA_OIF") not in ours or route.get("type") != 1:
+        sock = self._route_socket
+        assert sock is not None
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for route in await self.thread.run(sock.dump_routes, family):
+                if route.table != 254 or route.oif is None or route.oif not in ours or route.type != 1:
                     continue
-                if route.get("proto") == 2:  # proto kernel: connected routes belong to the kernel
+                if route.dst is None:
                     continue
-                dst = route.get("RTA_DST")
-                if dst is None:
+                if route.protocol == 2:  # proto kernel: connected routes belong to the kernel
                     continue
-                actual[normalize_cidr(f"{dst}/{route['dst_len']}")] = (route.get("RTA_OIF"), route.get("RTA_GATEWAY"))
+                actual[normalize_cidr(route.dst)] = (route.oif, route.gateway)
         self._routes = actual
         self._configured = {name: idx for name, idx in self._configured.items() if self._index.get(name) == idx}
         self._neigh, self._fdb = {}, {}
         vx = links.get(VXLAN_DEVICE)
         if vx is not None:
-            async for entry in await self._ipr.neigh("dump", ifindex=vx["index"], family=2):
+            ipr = await self._open_ipr()
+            async for entry in await ipr.neigh("dump", ifindex=vx["index"], family=2):
                 if entry.get("ifindex") == vx["index"] and entry.get("state", 0) & 0x80:
                     self._neigh[entry.get("NDA_DST")] = (entry.get("NDA_LLADDR") or "").lower()
-            async for entry in await self._ipr.fdb("dump", ifindex=vx["index"]):
+            async for entry in await ipr.fdb("dump", ifindex=vx["index"]):
                 if entry.get("ifindex") == vx["index"] and entry.get("NDA_DST"):
                     self._fdb[(entry.get("NDA_LLADDR") or "").lower()] = entry.get("NDA_DST")
         self._tunnels_dirty = True
@@ -298,31 +331,32 @@ class RouteManager:
             state = (index, target.gateway)
             if programmed.get(dst) != state:
                 todo.append((dst, target, state))
-        for start in range(0, len(todo), _PIPELINE):  # requests in flight together, answers matched by sequence
-            chunk = todo[start:start + _PIPELINE]
-            results = await asyncio.gather(
-                *(send(self._ipr, route_request("replace", dst, target, state[0], proto)) for dst, target, state in chunk),
-                return_exceptions=True)
-            for (dst, target, state), result in zip(chunk, results, strict=True):
-                if isinstance(result, NetlinkError):
-                    log.warning("route failed", dst=dst, iface=target.iface, error=str(result))
-                    if target.iface in self.workloads:
-                        self.pending.add(target.iface)
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    programmed[dst] = state
-        for dst in [d for d in programmed if d not in want]:
-            oif, gateway = programmed.pop(dst)
-            target = RouteTarget("", gateway)
-            try:
-                await send(self._ipr, route_request("del", dst, target, oif, proto))
-            except NetlinkError as exc:
-                if exc.code not in (errno.ESRCH, errno.ENODEV, errno.ENOENT):
-                    log.warning("route delete failed", dst=dst, error=str(exc))
+        requests = [route_request("replace", dst, target, state[0], proto) for dst, target, state in todo]
+        gone = [(dst, programmed[dst]) for dst in programmed if dst not in want]
+        requests += [route_request("del", dst, RouteTarget("", gateway), oif, proto) for dst, (oif, gateway) in gone]
+        results = await self._route_requests(requests)
+        for (dst, target, state), code in zip(todo, results, strict=False):
+            if code:
+                log.warning("route failed", dst=dst, iface=target.iface, error=os.strerror(code))
+                if target.iface in self.workloads:
+                    self.pending.add(target.iface)
+            else:
+                programmed[dst] = state
+        for (dst, _state), code in zip(gone, results[len(todo):], strict=True):
+            del programmed[dst]
+            if code and code not in _GONE:
+                log.warning("route delete failed", dst=dst, error=os.strerror(code))
+
+    async def _route_requests(self, requests: list[NetlinkRequest]) -> list[int]:
+        if not requests:
+            return []
+        sock = self._route_socket
+        assert sock is not None
+        return await self.thread.run(sock.run, requests)
 
     # VXLAN ----------------------------------------------------------------------
     async def _ensure_vxlan(self, links: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        await self._open_ipr()
         vtep = self.local_vtep
         assert vtep is not None
         parent = await self._parent_link(vtep.parent_device_ip, links)
@@ -390,6 +424,7 @@ class RouteManager:
             await self._ipr.addr("replace", index=index, address=str(address), prefixlen=32)
 
     async def _ensure_ipip(self, links: dict[str, dict[str, Any]]) -> None:
+        await self._open_ipr()
         tunl = links[IPIP_DEVICE]
         have = [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
                 async for a in await self._ipr.addr("dump", index=tunl["index"]) if a.get("family") == 2]
@@ -401,20 +436,17 @@ class RouteManager:
     async def _quiet(awaitable: Any) -> None:
         try:
             await awaitable
-        except NetlinkError as exc:
+        except pyroute2().NetlinkError as exc:
             if exc.code not in (errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL, errno.ENODEV):
                 raise
 
 
-async def watch_links(netns: str | None, on_change: Callable[[str], None]) -> None:
-    """Call ``on_change(ifname)`` for every link event in the namespace (a task; runs until cancelled)."""
-    ipr = AsyncIPRoute(netns=netns, flags=0) if netns else AsyncIPRoute()
-    try:
-        await ipr.bind(groups=RTMGRP_LINK)
-        while True:
-            async for msg in ipr.get():
-                name = msg.get("ifname")
-                if name:
-                    on_change(name)
-    finally:
-        ipr.close()
+def _if_indexes(names: list[str]) -> dict[str, int]:
+    """The index of each interface that exists (run in the namespace thread)."""
+    out: dict[str, int] = {}
+    for name in names:
+        try:
+            out[name] = socket.if_nametoindex(name)
+        except OSError:
+            continue
+    return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from services.felix.dataplane import names
@@ -30,6 +30,10 @@ from services.felix.messages import PortRange, Rule
 
 ICMP, ICMPV6 = 1, 58
 _PORT_PROTOCOLS = "{ 6, 17, 132, 136 }"  # tcp, udp, sctp, udplite: the protocols with ports
+_PORT_PROTOCOLS_MATCH = f"meta l4proto {_PORT_PROTOCOLS}"
+_IP: dict[int | None, str] = {4: "ip", 6: "ip6"}
+_NFPROTO = {4: "meta nfproto ipv4", 6: "meta nfproto ipv6"}
+_NO_ALTERNATIVES: list[list[str]] = [[]]
 
 
 @dataclass(slots=True)
@@ -107,55 +111,70 @@ class RuleRenderer:
 
     def _bodies(self, rule: Rule, version: int | None, set_refs: set[str]) -> list[list[str]]:
         common: list[str] = []
-        ip = {4: "ip", 6: "ip6"}.get(version or 0, "")
+        ip = _IP.get(version, "")
         if version is not None:
-            common.append(f"meta nfproto {'ipv4' if version == 4 else 'ipv6'}")
+            common.append(_NFPROTO[version])
         if rule.protocol is not None:
             common.append(f"meta l4proto {rule.protocol}")
         if rule.not_protocol is not None:
             common.append(f"meta l4proto != {rule.not_protocol}")
-        for direction, nets, not_nets, set_ids, not_set_ids in (
-            ("saddr", rule.src_nets, rule.not_src_nets, rule.src_ip_set_ids, rule.not_src_ip_set_ids),
-            ("daddr", rule.dst_nets, rule.not_dst_nets, rule.dst_ip_set_ids, rule.not_dst_ip_set_ids),
-        ):
-            if nets:
-                mine = _nets_of(nets, version)
-                if not mine:
-                    return []  # only nets of the other IP version: cannot match here
-                common.append(f"{ip} {direction} {_set_literal(mine)}")
-            mine_not = _nets_of(not_nets, version) if not_nets else []
-            if mine_not:
-                common.append(f"{ip} {direction} != {_set_literal(mine_not)}")
-            for set_id in set_ids:
-                common.append(f"{ip} {direction} @{self._set(set_id, version, False, set_refs)}")
-            for set_id in not_set_ids:
-                common.append(f"{ip} {direction} != @{self._set(set_id, version, False, set_refs)}")
-        has_ports = bool(rule.src_ports or rule.dst_ports or rule.not_src_ports or rule.not_dst_ports)
-        if has_ports and rule.protocol is None:
-            common.append(f"meta l4proto {_PORT_PROTOCOLS}")
-        for port_dir, addr_dir, not_ranges, not_named in (
-            ("sport", "saddr", rule.not_src_ports, rule.not_src_named_port_ip_set_ids),
-            ("dport", "daddr", rule.not_dst_ports, rule.not_dst_named_port_ip_set_ids),
-        ):
-            if not_ranges:
-                common.append(f"th {port_dir} != {_port_literal(not_ranges)}")
-            for set_id in not_named:
-                name = self._set(set_id, version, True, set_refs)
-                common.append(f"{ip} {addr_dir} . meta l4proto . th {port_dir} != @{name}")
+        if rule.src_nets or rule.not_src_nets or rule.src_ip_set_ids or rule.not_src_ip_set_ids:
+            if not self._addresses(common, ip, "saddr", rule.src_nets, rule.not_src_nets, rule.src_ip_set_ids,
+                                   rule.not_src_ip_set_ids, version, set_refs):
+                return []  # only nets of the other IP version: cannot match here
+        if rule.dst_nets or rule.not_dst_nets or rule.dst_ip_set_ids or rule.not_dst_ip_set_ids:
+            if not self._addresses(common, ip, "daddr", rule.dst_nets, rule.not_dst_nets, rule.dst_ip_set_ids,
+                                   rule.not_dst_ip_set_ids, version, set_refs):
+                return []
+        if rule.protocol is None and (rule.src_ports or rule.dst_ports or rule.not_src_ports or rule.not_dst_ports):
+            common.append(_PORT_PROTOCOLS_MATCH)
+        if rule.not_src_ports:
+            common.append(f"th sport != {_port_literal(rule.not_src_ports)}")
+        for set_id in rule.not_src_named_port_ip_set_ids:
+            name = self._set(set_id, version, True, set_refs)
+            common.append(f"{ip} saddr . meta l4proto . th sport != @{name}")
+        if rule.not_dst_ports:
+            common.append(f"th dport != {_port_literal(rule.not_dst_ports)}")
+        for set_id in rule.not_dst_named_port_ip_set_ids:
+            name = self._set(set_id, version, True, set_refs)
+            common.append(f"{ip} daddr . meta l4proto . th dport != @{name}")
         if rule.icmp_type is not None or rule.not_icmp_type is not None:
             common.extend(_icmp(rule, version))
+        src = rule.src_ports or rule.src_named_port_ip_set_ids
+        dst = rule.dst_ports or rule.dst_named_port_ip_set_ids
+        if not (src or dst):
+            return [common]
         src_alts = self._port_alternatives("sport", "saddr", rule.src_ports, rule.src_named_port_ip_set_ids,
-                                           version, set_refs)
+                                           version, set_refs) if src else _NO_ALTERNATIVES
         dst_alts = self._port_alternatives("dport", "daddr", rule.dst_ports, rule.dst_named_port_ip_set_ids,
-                                           version, set_refs)
-        return [[*common, *src, *dst] for src, dst in itertools.product(src_alts, dst_alts)]
+                                           version, set_refs) if dst else _NO_ALTERNATIVES
+        return [[*common, *src_alt, *dst_alt] for src_alt, dst_alt in itertools.product(src_alts, dst_alts)]
+
+    def _addresses(self, common: list[str], ip: str, direction: str, nets: tuple[str, ...],
+                   not_nets: tuple[str, ...], set_ids: tuple[str, ...], not_set_ids: tuple[str, ...],
+                   version: int | None, set_refs: set[str]) -> bool:
+        """Append one direction's address matches; False when ``nets`` has none of this IP version."""
+        if nets:
+            mine = _nets_of(nets, version)
+            if not mine:
+                return False
+            common.append(f"{ip} {direction} {_set_literal(mine)}")
+        if not_nets:
+            mine_not = _nets_of(not_nets, version)
+            if mine_not:
+                common.append(f"{ip} {direction} != {_set_literal(mine_not)}")
+        for set_id in set_ids:
+            common.append(f"{ip} {direction} @{self._set(set_id, version, False, set_refs)}")
+        for set_id in not_set_ids:
+            common.append(f"{ip} {direction} != @{self._set(set_id, version, False, set_refs)}")
+        return True
 
     def _port_alternatives(self, port_dir: str, addr_dir: str, ranges: tuple[PortRange, ...],
                            named: tuple[str, ...], version: int | None, set_refs: set[str]) -> list[list[str]]:
         alts: list[list[str]] = []
         if ranges:
             alts.append([f"th {port_dir} {_port_literal(ranges)}"])
-        ip = {4: "ip", 6: "ip6"}.get(version or 0, "")
+        ip = _IP.get(version, "")
         for set_id in named:
             name = self._set(set_id, version, True, set_refs)
             alts.append([f"{ip} {addr_dir} . meta l4proto . th {port_dir} @{name}"])
@@ -179,36 +198,44 @@ def _validate(rule: Rule, where: str) -> None:
     for label, proto in (("protocol", rule.protocol), ("notProtocol", rule.not_protocol)):
         if proto is not None and not 0 <= proto <= 255:
             raise RenderError(where, f"{label} {proto} is not a protocol number 0-255")
-    for label, ranges in (("srcPorts", rule.src_ports), ("dstPorts", rule.dst_ports),
-                          ("notSrcPorts", rule.not_src_ports), ("notDstPorts", rule.not_dst_ports)):
-        for port_range in ranges:
-            if not 0 <= port_range.first <= port_range.last <= 65535:
-                raise RenderError(where, f"{label} range {port_range.first}-{port_range.last} is not within 0-65535")
-    icmp_fields = (rule.icmp_type, rule.icmp_code, rule.not_icmp_type, rule.not_icmp_code)
-    if any(value is not None for value in icmp_fields):
-        if rule.protocol not in (ICMP, ICMPV6):
-            raise RenderError(where, "icmp type/code need protocol ICMP (1) or ICMPv6 (58)")
-        if rule.icmp_code is not None and rule.icmp_type is None:
-            raise RenderError(where, "icmp code given without icmp type")
-        if rule.not_icmp_code is not None and rule.not_icmp_type is None:
-            raise RenderError(where, "notICMP code given without notICMP type")
-        for value in icmp_fields:
-            if value is not None and not 0 <= value <= 255:
-                raise RenderError(where, f"icmp type/code {value} is not within 0-255")
-    if rule.ip_version not in (None, 4, 6):
+    if rule.src_ports or rule.dst_ports or rule.not_src_ports or rule.not_dst_ports:
+        for label, ranges in (("srcPorts", rule.src_ports), ("dstPorts", rule.dst_ports),
+                              ("notSrcPorts", rule.not_src_ports), ("notDstPorts", rule.not_dst_ports)):
+            for port_range in ranges:
+                if not 0 <= port_range.first <= port_range.last <= 65535:
+                    raise RenderError(where, f"{label} range {port_range.first}-{port_range.last} "
+                                             "is not within 0-65535")
+    if (rule.icmp_type is not None or rule.icmp_code is not None or rule.not_icmp_type is not None
+            or rule.not_icmp_code is not None):
+        _validate_icmp(rule, where)
+    if rule.ip_version is not None and rule.ip_version not in (4, 6):
         raise RenderError(where, f"ipVersion {rule.ip_version} is not 4 or 6")
-    for label, nets in (("srcNets", rule.src_nets), ("dstNets", rule.dst_nets),
-                        ("notSrcNets", rule.not_src_nets), ("notDstNets", rule.not_dst_nets)):
-        for net in nets:
-            try:
-                _net(net)
-            except ValueError:
-                raise RenderError(where, f"{label} entry {net!r} is not a CIDR") from None
+    if rule.src_nets or rule.dst_nets or rule.not_src_nets or rule.not_dst_nets:
+        for label, nets in (("srcNets", rule.src_nets), ("dstNets", rule.dst_nets),
+                            ("notSrcNets", rule.not_src_nets), ("notDstNets", rule.not_dst_nets)):
+            for net in nets:
+                try:
+                    _net(net)
+                except ValueError:
+                    raise RenderError(where, f"{label} entry {net!r} is not a CIDR") from None
     for ids in (rule.src_ip_set_ids, rule.dst_ip_set_ids, rule.not_src_ip_set_ids, rule.not_dst_ip_set_ids,
                 rule.src_named_port_ip_set_ids, rule.dst_named_port_ip_set_ids,
                 rule.not_src_named_port_ip_set_ids, rule.not_dst_named_port_ip_set_ids):
-        if any(not set_id for set_id in ids):
+        if ids and "" in ids:
             raise RenderError(where, "empty IP set id")
+
+
+def _validate_icmp(rule: Rule, where: str) -> None:
+    icmp_fields = (rule.icmp_type, rule.icmp_code, rule.not_icmp_type, rule.not_icmp_code)
+    if rule.protocol not in (ICMP, ICMPV6):
+        raise RenderError(where, "icmp type/code need protocol ICMP (1) or ICMPv6 (58)")
+    if rule.icmp_code is not None and rule.icmp_type is None:
+        raise RenderError(where, "icmp code given without icmp type")
+    if rule.not_icmp_code is not None and rule.not_icmp_type is None:
+        raise RenderError(where, "notICMP code given without notICMP type")
+    for value in icmp_fields:
+        if value is not None and not 0 <= value <= 255:
+            raise RenderError(where, f"icmp type/code {value} is not within 0-255")
 
 
 def _families(rule: Rule) -> list[int] | None:
@@ -235,17 +262,19 @@ def _families(rule: Rule) -> list[int] | None:
     return sorted(families)
 
 
-def _nets_of(nets: Iterable[str], version: int | None) -> list[str]:
+@functools.lru_cache(maxsize=16384)
+def _nets_of(nets: tuple[str, ...], version: int | None) -> tuple[str, ...]:
+    """The nets of one IP version (None: all), collapsed (rules repeat the same lists a lot)."""
     parsed = [_net(n) for n in nets]
     mine = [n for n in parsed if version is None or n.version == version]
     out: list[str] = []
     for ver in (4, 6):
         group = [n for n in mine if n.version == ver]
         out.extend(str(n) for n in ipaddress.collapse_addresses(group))  # type: ignore[type-var]
-    return out
+    return tuple(out)
 
 
-def _set_literal(items: list[str]) -> str:
+def _set_literal(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
@@ -260,7 +289,8 @@ def merge_port_ranges(ranges: Iterable[PortRange]) -> list[tuple[int, int]]:
     return merged
 
 
-def _port_literal(ranges: Iterable[PortRange]) -> str:
+@functools.lru_cache(maxsize=16384)
+def _port_literal(ranges: tuple[PortRange, ...]) -> str:
     items = [str(a) if a == b else f"{a}-{b}" for a, b in merge_port_ranges(ranges)]
     return _set_literal(items)
 

@@ -153,6 +153,12 @@ class Batch:
     deletes: list[str] = field(default_factory=list)
 
     @property
+    def size(self) -> int:
+        """How many lines :meth:`text` has."""
+        return 1 + sum(len(section) for section in (self.create, self.elements_out, self.elements_in, self.rules,
+                                                     self.maps, self.teardown, self.deletes))
+
+    @property
     def empty(self) -> bool:
         """True when there is nothing to send."""
         return not any((self.create, self.elements_out, self.elements_in, self.rules, self.maps,
@@ -171,8 +177,10 @@ class Batch:
                                                                                  strict=True))
 
 
-def _elements(name: str, elements: Iterable[str], verb: str, chunk: int = 4000) -> list[str]:
-    items = sorted(elements)
+def elements_lines(name: str, elements: Iterable[str], verb: str, chunk: int = 4000, ordered: bool = True
+                   ) -> list[str]:
+    """``add``/``delete element`` lines for a set, ``chunk`` elements per line (sorted when ``ordered``)."""
+    items = sorted(elements) if ordered else list(elements)
     return [f"{verb} element {TABLE} {name} {{ {', '.join(items[i:i + chunk])} }}"
             for i in range(0, len(items), chunk)]
 
@@ -201,13 +209,13 @@ def plan_incremental(desired: DesiredTable, actual: TableState, chains: Iterable
         setdef, elements = want
         if have is None:
             batch.create.append(f"add set {TABLE} {name} {setdef.declaration()}")
-            batch.elements_in.extend(_elements(name, elements, "add"))
+            batch.elements_in.extend(elements_lines(name, elements, "add"))
             continue
         if have[0] != setdef:
             raise NeedsReplace(f"set {name} has type {have[0].type}, want {setdef.type}")
         if have[1] is not elements:
-            batch.elements_out.extend(_elements(name, have[1] - elements, "delete"))
-            batch.elements_in.extend(_elements(name, elements - have[1], "add"))
+            batch.elements_out.extend(elements_lines(name, have[1] - elements, "delete"))
+            batch.elements_in.extend(elements_lines(name, elements - have[1], "add"))
     for name in sorted(chains):
         want_chain, have_chain = desired.chains.get(name), actual.chains.get(name)
         if want_chain is None:
@@ -287,7 +295,7 @@ def plan_replace(desired: DesiredTable, kernel: TableState | None) -> Batch:
     for name, (setdef, elements) in sorted(desired.sets.items()):
         if name not in kept_sets:
             tail.create.append(f"add set {TABLE} {name} {setdef.declaration()}")
-        tail.elements_in.extend(_elements(name, elements, "add"))
+        tail.elements_in.extend(elements_lines(name, elements, "add"))
     for name, (mapdef, entries) in sorted(desired.maps.items()):
         if name not in kept_maps:
             tail.create.append(f"add map {TABLE} {name} {mapdef.declaration()}")

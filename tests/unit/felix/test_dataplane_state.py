@@ -158,3 +158,50 @@ def test_set_kind_follows_members_and_rules_follow_the_set() -> None:
     state.apply(IPSetRemove("sel"))
     state.apply(IPSetRemove("other"))
     assert not [n for n in state.table.sets if n.startswith(("cali40s-", "cali40i-", "cali60s-", "cali60i-"))]
+
+
+def test_policy_chains_render_when_the_table_is_read_with_the_sets_as_they_are_then() -> None:
+    state = FilterState(DataplaneSettings())
+    rule = Rule("allow", src_ip_set_ids=("sel",))
+    state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (Rule("deny"),), ()))
+    state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (rule,), ()))  # replaces it before any render
+    assert state.pending == 2 and PI not in state.unrendered_table.chains
+    state.apply(IPSetUpdate("sel", IPSetType.NET, frozenset({"10.0.0.0/8"})))
+    interval = names.ipset_name("sel", 4, False, interval=True)
+    assert any(f"@{interval}" in r for r in state.table.chains[PI].rules)  # rendered now, with the set now
+    assert state.pending == 0 and not any(r.endswith("drop") for r in state.table.chains[PI].rules)
+    bad = Rule("allow", protocol=6, dst_ports=(PortRange(9, 1),), rule_id="ns/np/ingress/0")
+    state.apply(ActivePolicyUpdate(PolicyID("default", "ns/np"), (bad,), ()))
+    assert "ns/np/ingress/0" in state.render_errors[PI]  # reading the errors renders too
+
+
+def test_the_table_does_not_depend_on_the_order_sets_came_and_went() -> None:
+    rule = Rule("allow", src_ip_set_ids=("sel",))
+    policy = ActivePolicyUpdate(PolicyID("default", "ns/np"), (rule,), ())
+    plain, interval = names.ipset_name("sel", 4, False), names.ipset_name("sel", 4, False, interval=True)
+    state = FilterState(DataplaneSettings())
+    state.apply(policy)
+    state.apply(IPSetUpdate("sel", IPSetType.NET, frozenset({"10.0.0.0/8"})))
+    assert any(f"@{interval}" in r for r in state.table.chains[PI].rules)
+    state.apply(IPSetRemove("sel"))  # unknown again: rules name the plain set, as a fresh start would
+    fresh = FilterState(DataplaneSettings())
+    fresh.apply(policy)
+    assert state.table.chains[PI] == fresh.table.chains[PI]
+    assert any(f"@{plain}" in r for r in fresh.table.chains[PI].rules)
+    assert set(state.table.sets) == set(fresh.table.sets) and interval not in state.table.sets
+    # An empty set that gains a net: its (empty) plain set goes, as if it had never been there.
+    state.apply(IPSetUpdate("other", IPSetType.NET, frozenset()))
+    state.apply(IPSetUpdate("other", IPSetType.NET, frozenset({"10.1.0.0/16", "10.2.0.1/32"})))
+    fresh.apply(IPSetUpdate("other", IPSetType.NET, frozenset({"10.1.0.0/16", "10.2.0.1/32"})))
+    assert state.table.sets == fresh.table.sets
+    assert names.ipset_name("other", 4, False) not in state.table.sets
+
+
+def test_a_bad_member_leaves_the_set_as_it_was() -> None:
+    state = FilterState(DataplaneSettings())
+    state.apply(IPSetUpdate("sel", IPSetType.NET, frozenset({"10.0.0.1/32"})))
+    before = dict(state.table.sets)
+    state.apply(IPSetDeltaUpdate("sel", frozenset({"10.0.0.2", "10.0.0.300"}), frozenset({"10.0.0.1/32"})))
+    state.apply(IPSetUpdate("sel", IPSetType.NET, frozenset({"10.0.0.3", "not-an-address"})))
+    assert "not-an-address" in state.render_errors["ipset sel"]
+    assert state.table.sets == before and state.ipsets["sel"].elements(4) == frozenset({"10.0.0.1"})

@@ -1,0 +1,218 @@
+"""The staged first apply against a real kernel: what the kernel holds between the batches, and at the end.
+
+Between two batches of a clean start nothing may be hooked (no base chain, no
+dispatch entry); between two batches of a restart every rule the kernel had
+must still be there unchanged. At the end the kernel holds exactly the
+desired table. Also: bulk route requests on a raw rtnetlink socket, and nft
+runs to its end while the event loop is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import subprocess
+import time
+
+from services.felix.dataplane import names
+from services.felix.dataplane.filterstate import FilterState
+from services.felix.dataplane.ipsets import SetDef
+from services.felix.dataplane.kernelstate import parse_table
+from services.felix.dataplane.namespace import NamespaceThread
+from services.felix.dataplane.netlinkplan import RouteTarget, route_request
+from services.felix.dataplane.nft import NftProcess, run_process
+from services.felix.dataplane.rtnl import RouteSocket, watch_links
+from services.felix.dataplane.ruleset import TableState, snapshot
+from services.felix.dataplane.settings import DataplaneSettings
+from services.felix.dataplane.stages import apply_in_stages
+from services.felix.messages import (
+    ActivePolicyUpdate,
+    ActiveProfileUpdate,
+    IPSetType,
+    IPSetUpdate,
+    PolicyID,
+    PortRange,
+    Rule,
+    TierInfo,
+    WorkloadEndpoint,
+    WorkloadEndpointID,
+    WorkloadEndpointUpdate,
+)
+from tests.fixtures.netns import Netns, NetnsPool, netns_pool  # noqa: F401  (netns_pool is a fixture)
+
+POLICIES = 400
+
+
+def state_for(version: int, endpoints: tuple[str, ...] = ("cali1", "cali2")) -> FilterState:
+    """A desired table with many policies; ``version`` changes one policy's rules and one set's members."""
+    state = FilterState(DataplaneSettings())
+    for i in range(40):
+        members = {f"10.80.{i}.{k}/32" for k in range(1, 6)}
+        if i == 0:
+            members.add(f"10.81.0.{version}/32")
+        state.apply(IPSetUpdate(f"sel-{i}", IPSetType.NET, frozenset(members)))
+    state.apply(ActiveProfileUpdate("kns.ns", (Rule("allow"),), (Rule("allow"),)))
+    for i in range(POLICIES):
+        port = 8000 + version if i == 0 else 80
+        state.apply(ActivePolicyUpdate(PolicyID("default", f"ns/p{i}"), (
+            Rule("allow", protocol=6, src_ip_set_ids=(f"sel-{i % 40}",), dst_ports=(PortRange(port, port),)),
+            Rule("deny", protocol=1, icmp_type=8)), ()))
+    for e, iface in enumerate(endpoints):
+        mine = tuple(f"ns/p{(e * 10 + k) % POLICIES}" for k in range(10))
+        state.apply(WorkloadEndpointUpdate(WorkloadEndpointID("k8s", f"ns/pod{e}", "eth0"), WorkloadEndpoint(
+            iface, None, (f"10.65.0.{e + 2}/32",), (), ("kns.ns",), (TierInfo("default", mine, mine),))))
+    return state
+
+
+class Watcher:
+    """Applies batches with a real ``nft`` and reads the table back after each one."""
+
+    def __init__(self, ns: Netns) -> None:
+        self.nft = NftProcess(ns.name)
+        self.after: list[TableState] = []
+
+    async def kernel(self) -> TableState | None:
+        return parse_table(await self.nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
+
+    async def run(self, text: str) -> None:
+        await self.nft.apply(text)
+        state = await self.kernel()
+        assert state is not None
+        self.after.append(state)
+
+
+def assert_holds(kernel: TableState | None, state: FilterState) -> None:
+    want = snapshot(state.table)
+    assert kernel is not None
+    assert kernel.chains == want.chains
+    assert kernel.sets == want.sets
+    assert kernel.maps == want.maps
+
+
+async def test_clean_start_hooks_nothing_until_the_last_batch(netns_pool: NetnsPool) -> None:  # noqa: F811
+    host = netns_pool.netns("h")
+    state = state_for(1)
+    watcher = Watcher(host)
+    report = await apply_in_stages(state, None, watcher.run)
+    assert len(watcher.after) == len(report.batches) >= 2
+    for between in watcher.after[:-1]:
+        assert not any(base for base, _hashes in between.chains.values())  # nothing hooked: packets unaffected
+        assert not any(entries for _mapdef, entries in between.maps.values())
+    assert_holds(await watcher.kernel(), state)
+    assert not report.whole_replace
+
+
+async def test_restart_keeps_every_old_rule_until_the_last_batch_swaps_them(netns_pool: NetnsPool) -> None:  # noqa: F811
+    host = netns_pool.netns("h")
+    old_state = state_for(1, endpoints=("cali1", "cali2", "cali3"))
+    await apply_in_stages(old_state, None, Watcher(host).run)
+    host.nft_script("add chain inet calico cali-pi-default/junk\n"
+                    "add set inet calico cali40s-junk { type ipv4_addr; }\n")  # left by someone else
+    watcher = Watcher(host)
+    old = await watcher.kernel()
+    assert old is not None
+    new_state = state_for(2)  # one policy and one set changed, cali3 gone
+    report = await apply_in_stages(new_state, old, watcher.run)
+    assert len(report.batches) >= 2 and report.sets_refilled == 1
+    for between in watcher.after[:-1]:
+        for name, chain in old.chains.items():
+            assert between.chains.get(name) == chain, name  # old rules in force, unchanged
+        assert between.maps == old.maps
+    final = await watcher.kernel()
+    assert_holds(final, new_state)
+    assert final is not None and "cali40s-junk" not in final.sets and "cali-pi-default/junk" not in final.chains
+    assert names.workload_chain("cali3", True) not in final.chains
+
+
+async def test_an_object_of_another_kind_is_swapped_in_one_transaction(netns_pool: NetnsPool) -> None:  # noqa: F811
+    host = netns_pool.netns("h")
+    plain = names.ipset_name("sel-0", 4, False)
+    host.nft_script(f"add table inet calico\nadd set inet calico {plain} {{ type ipv4_addr; flags interval; }}\n"
+                    f"add chain inet calico cali-old\nadd rule inet calico cali-old ip saddr @{plain} accept\n")
+    watcher = Watcher(host)
+    kernel = await watcher.kernel()
+    assert kernel is not None and kernel.sets[plain][0] == SetDef(plain, "ipv4_addr", True)
+    state = state_for(1)
+    report = await apply_in_stages(state, kernel, watcher.run)
+    assert report.whole_replace
+    for between in watcher.after[:-1]:
+        assert between.sets[plain][0].interval  # the old set (and its user) stay until the last batch
+    assert_holds(await watcher.kernel(), state)
+
+
+async def test_route_requests_in_bulk(netns_pool: NetnsPool) -> None:  # noqa: F811
+    host = netns_pool.netns("h")
+    host.run_ip("link", "add", "cali1", "type", "veth", "peer", "name", "peer1")
+    host.run_ip("link", "set", "cali1", "up")
+    index = int(host.exec("cat", "/sys/class/net/cali1/ifindex").stdout)
+    thread = NamespaceThread(host.name)
+    sock = await thread.run(RouteSocket)
+    try:
+        dsts = [f"10.65.{i // 250}.{i % 250 + 1}/32" for i in range(600)]  # more than one send
+        wanted = [route_request("replace", dst, RouteTarget("cali1"), index, 80) for dst in dsts]
+        wanted.append(route_request("replace", "10.66.0.1/32", RouteTarget("nope"), 999_999, 80))
+        results = await thread.run(sock.run, wanted)
+        assert results[:-1] == [0] * len(dsts) and results[-1] == errno.ENODEV
+        listed = host.run_ip("route", "show", "dev", "cali1").stdout
+        assert listed.count("proto 80 scope link") == len(dsts) and "10.65.2.100 " in listed
+        dumped = {r.dst: r for r in await thread.run(sock.dump_routes, socket.AF_INET) if r.oif == index}
+        assert set(dumped) == set(dsts)
+        assert {(r.table, r.protocol, r.type, r.gateway) for r in dumped.values()} == {(254, 80, 1, None)}
+        gone = [route_request("del", dst, RouteTarget(""), index, 80) for dst in dsts[:300]]
+        gone.append(route_request("del", "10.67.0.1/32", RouteTarget(""), index, 80))
+        results = await thread.run(sock.run, gone)
+        assert results[:-1] == [0] * 300 and results[-1] == errno.ESRCH
+        assert host.run_ip("route", "show", "dev", "cali1").stdout.count("scope link") == len(dsts) - 300
+    finally:
+        sock.close()
+        thread.close()
+
+
+async def test_a_process_finishes_while_the_event_loop_is_busy() -> None:
+    """nft's exit is seen through a pidfd: a busy loop (that yields now and then) does not hold it up.
+
+    A thread waiting for the GIL behind such a loop waited for seconds (the reason for the pidfd).
+    """
+    job = asyncio.ensure_future(run_process(["sleep", "0.05"], subprocess.DEVNULL, subprocess.DEVNULL))
+    started = time.perf_counter()
+    for _ in range(10_000):
+        if job.done():
+            break
+        burn_until = time.perf_counter() + 0.003
+        while time.perf_counter() < burn_until:
+            pass
+        await asyncio.sleep(0)
+    assert job.done() and job.result() == 0
+    assert time.perf_counter() - started < 1.0
+
+
+async def test_link_events_name_the_interface(netns_pool: NetnsPool) -> None:  # noqa: F811
+    host = netns_pool.netns("h")
+    thread = NamespaceThread(host.name)
+    seen: list[str] = []
+    lost: list[bool] = []
+    watcher = asyncio.create_task(watch_links(thread, seen.append, lambda: lost.append(True)))
+    try:
+        for mtu in range(60_000, 60_200):  # until the watcher listens: poke lo (a link event) and look
+            host.run_ip("link", "set", "lo", "mtu", str(mtu))
+            await asyncio.sleep(0.01)
+            if "lo" in seen or watcher.done():
+                break
+        assert "lo" in seen, watcher
+        host.run_ip("link", "add", "cali7", "type", "veth", "peer", "name", "peer7")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not {"cali7", "peer7"} <= set(seen):
+            await asyncio.sleep(0.01)
+        assert {"cali7", "peer7"} <= set(seen) and not lost
+        host.run_ip("link", "del", "cali7")
+        count = seen.count("cali7")
+        while time.monotonic() < deadline + 5 and seen.count("cali7") == count:
+            await asyncio.sleep(0.01)
+        assert seen.count("cali7") > count  # the deletion is an event too
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        thread.close()

@@ -1,0 +1,266 @@
+"""The staged first apply: what each stage may contain, and the order of the batches (no kernel)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+import pytest
+
+from services.felix.dataplane import names
+from services.felix.dataplane.errors import NftablesError
+from services.felix.dataplane.filterstate import FilterMessage, FilterState
+from services.felix.dataplane.ipsets import MapDef, SetDef
+from services.felix.dataplane.ruleset import (
+    BaseSpec,
+    DesiredTable,
+    TableState,
+    make_chain,
+    snapshot,
+)
+from services.felix.dataplane.settings import DataplaneSettings
+from services.felix.dataplane.stages import (
+    Backlog,
+    apply_in_stages,
+    plan_last_stage,
+    plan_sets_stage,
+    plan_unreached_stage,
+    split_first_turn,
+)
+from services.felix.messages import (
+    ActivePolicyUpdate,
+    ActiveProfileUpdate,
+    InSync,
+    IPAMPoolUpdate,
+    IPSetDeltaUpdate,
+    IPSetType,
+    IPSetUpdate,
+    Message,
+    PolicyID,
+    PortRange,
+    Rule,
+    TierInfo,
+    WorkloadEndpoint,
+    WorkloadEndpointID,
+    WorkloadEndpointUpdate,
+)
+
+PLAIN = SetDef("cali40s-a", "ipv4_addr", False)
+FORWARD = BaseSpec("filter", "forward", 0)
+
+
+def desired() -> DesiredTable:
+    table = DesiredTable()
+    table.put_set(PLAIN, frozenset({"10.0.0.1", "10.0.0.2"}))
+    table.put_set(SetDef("cali40s-b", "ipv4_addr", False), frozenset({"10.0.0.3"}))
+    table.put_set(SetDef("cali40s-c", "ipv4_addr", False), frozenset())
+    table.put_chain(make_chain("cali-pi-p", ["ip saddr @cali40s-a accept"]))
+    table.put_chain(make_chain("cali-tw-x", ["jump cali-pi-p", "drop"]))
+    table.put_chain(make_chain("cali-wl-to-host", ["iifname vmap @cali-from-wl-dispatch", "drop"]))
+    table.put_chain(make_chain("filter-FORWARD", ["accept"], FORWARD))
+    table.ensure_map(MapDef("cali-to-wl-dispatch"))
+    table.put_map_entry(MapDef("cali-to-wl-dispatch"), "x", "jump cali-tw-x")
+    return table
+
+
+def test_sets_stage_creates_new_sets_refills_changed_ones_and_leaves_other_kinds() -> None:
+    table = desired()
+    clean, done, refilled = plan_sets_stage(table, TableState())
+    lines = clean.text().splitlines()
+    assert lines[0] == "add table inet calico" and refilled == 0
+    assert all(line.startswith(("add table", "add set", "add element")) for line in lines)
+    assert any(line in (f"add element inet calico cali40s-a {{ {a}, {b} }}" for a, b in (("10.0.0.1", "10.0.0.2"),
+                                                                                   ("10.0.0.2", "10.0.0.1")))
+               for line in lines)  # (element order is nft's business)
+    assert set(done) == {"cali40s-a", "cali40s-b", "cali40s-c"}
+
+    kernel = TableState(sets={
+        "cali40s-a": (PLAIN, frozenset({"10.0.0.1", "10.0.0.2"})),  # already right: not touched
+        "cali40s-b": (SetDef("cali40s-b", "ipv4_addr", False), frozenset({"10.9.9.9"})),  # refilled
+        "cali40s-c": (SetDef("cali40s-c", "ipv6_addr", False), frozenset()),  # another kind: left alone
+    })
+    batch, done, refilled = plan_sets_stage(table, kernel)
+    lines = batch.text().splitlines()
+    assert refilled == 1 and set(done) == {"cali40s-a", "cali40s-b"}
+    assert lines == ["add table inet calico", "flush set inet calico cali40s-b",
+                     "add element inet calico cali40s-b { 10.0.0.3 }"]
+
+
+def test_middle_stage_holds_only_chains_nothing_hooked_reaches() -> None:
+    table = desired()
+    staged = TableState(sets={name: value for name, value in table.sets.items() if name != "cali40s-c"})
+    skip: set[str] = set()
+    batch, sets, chains = plan_unreached_stage(table, staged, skip)
+    assert set(chains) == {"cali-pi-p"}  # no jumps, no maps, no hooks
+    assert skip == {"cali-tw-x", "cali-wl-to-host", "filter-FORWARD"}
+    assert set(sets) == {"cali40s-c"}  # a set the kernel lacks comes along
+    text = batch.text()
+    assert "hook" not in text and "add element inet calico cali-to-wl-dispatch" not in text
+    staged.chains["cali-pi-p"] = chains["cali-pi-p"]
+    staged.sets.update(sets)
+    assert plan_unreached_stage(table, staged, skip)[2] == {}  # nothing new left to stage
+
+
+def test_last_stage_swaps_only_what_differs_and_deletes_stale_objects_last() -> None:
+    table = desired()
+    kernel = snapshot(table)
+    kernel.chains["cali-pi-p"] = (None, ("old",))
+    kernel.chains["cali-pi-gone"] = (None, ("x",))
+    kernel.sets["cali40s-gone"] = (PLAIN, frozenset())
+    lines = plan_last_stage(table, kernel)[0].text().splitlines()
+    assert "flush chain inet calico cali-pi-p" in lines
+    assert not any("cali-tw-x" in line for line in lines)  # unchanged: untouched
+    assert lines.index("flush chain inet calico cali-pi-gone") < lines.index("delete chain inet calico cali-pi-gone")
+    assert lines[-1] == "delete set inet calico cali40s-gone"
+    kernel.chains["filter-FORWARD"] = (BaseSpec("filter", "forward", 0, "drop"), ())
+    batch, whole = plan_last_stage(table, kernel)
+    assert whole and batch.text().splitlines()[1] == "flush table inet calico"
+
+
+def filter_state(policies: int = 300) -> FilterState:
+    state = FilterState(DataplaneSettings())
+    state.apply(IPSetUpdate("sel", IPSetType.NET, frozenset({"10.65.0.2/32"})))
+    state.apply(ActiveProfileUpdate("kns.ns", (Rule("allow"),), (Rule("allow"),)))
+    for i in range(policies):
+        state.apply(ActivePolicyUpdate(PolicyID("default", f"ns/p{i}"), (
+            Rule("allow", protocol=6, src_ip_set_ids=("sel", f"only-p{i}"), dst_ports=(PortRange(80, 80),)),), ()))
+    mine = tuple(f"ns/p{i}" for i in range(policies))
+    state.apply(WorkloadEndpointUpdate(WorkloadEndpointID("k8s", "ns/pod", "eth0"), WorkloadEndpoint(
+        "cali1", None, ("10.65.0.2/32",), (), ("kns.ns",), (TierInfo("default", mine, ()),))))
+    return state
+
+
+class Recorder:
+    """Takes batches like nft would (those that hook chains after ``delay`` seconds, the others at once);
+    remembers them and what ran meanwhile."""
+
+    def __init__(self, state: FilterState, delay: float = 0.01, fail_first: bool = False) -> None:
+        self.state = state
+        self.delay = delay
+        self.fail_first = fail_first
+        self.batches: list[str] = []
+        self.running = 0
+        self.hook_calls: list[tuple[int, int]] = []  # (chains still to render, batches sent) at each call
+
+    async def run(self, text: str) -> None:
+        self.batches.append(text)
+        self.running += 1
+        try:
+            await asyncio.sleep(self.delay if " hook " in text else 0)
+            if self.fail_first and len(self.batches) == 1:
+                raise NftablesError("rejected", batch_lines=text.count("\n"))
+        finally:
+            self.running -= 1
+
+    async def hook(self) -> None:
+        self.hook_calls.append((self.state.pending, len(self.batches)))
+
+
+async def test_stages_load_sets_first_chains_unreached_and_hook_everything_in_the_last_batch() -> None:
+    state = filter_state()
+    assert state.pending > 0  # policies wait to be rendered
+    recorder = Recorder(state)
+    report = await apply_in_stages(state, None, recorder.run, recorder.hook)
+    assert state.pending == 0
+    assert len(recorder.batches) >= 3 and report.batches == [b.count("\n") for b in recorder.batches]
+    first, *middle, last = [b.splitlines() for b in recorder.batches]
+    assert all(line.startswith(("add table", "add set", "add element")) for line in first)
+    assert any(names.ipset_name("sel", 4, False) in line for line in first)
+    for batch in middle:  # unreachable: no hooks, no jumps, no dispatch entries
+        assert not any("hook" in line or " jump " in line or "vmap" in line or "dispatch" in line for line in batch)
+        assert any(line.startswith("add rule inet calico cali-pi-") for line in batch)
+    assert any("hook forward" in line for line in last)
+    assert any(line.startswith("add element inet calico cali-to-wl-dispatch") for line in last)
+    created = [line.split()[4] for batch in recorder.batches for line in batch.splitlines()
+               if line.startswith(("add chain", "add set", "add map"))]
+    table = state.table
+    assert sorted(created) == sorted([*table.chains, *table.sets, *table.maps])  # each object once
+    assert len(recorder.hook_calls) == 1 and recorder.hook_calls[0][0] == 0  # once, when rendering was done
+    assert recorder.hook_calls[0][1] < len(recorder.batches)  # and before the last batch went
+    assert all(done >= sent for sent, done in report.spans)
+
+
+async def test_a_rejected_stage_stops_the_apply() -> None:
+    state = filter_state(policies=200)
+    recorder = Recorder(state, fail_first=True)
+    with pytest.raises(NftablesError):
+        await apply_in_stages(state, None, recorder.run, recorder.hook)
+    assert len(recorder.batches) == 1 and recorder.hook_calls == []
+
+
+async def test_an_object_of_another_kind_makes_the_last_batch_a_whole_replace() -> None:
+    state = filter_state(policies=2)
+    plain = names.ipset_name("sel", 4, False)
+    kernel = TableState(sets={plain: (SetDef(plain, "ipv6_addr", False), frozenset())})
+    recorder = Recorder(state)
+    report = await apply_in_stages(state, kernel, recorder.run)
+    assert report.whole_replace
+    assert len(recorder.batches) == 2  # sets it could load, then everything else in one transaction
+    assert f"delete set inet calico {plain}" in recorder.batches[-1].splitlines()
+
+
+def first_turn_messages(policies: int = 200) -> list[Message]:
+    mine = tuple(f"ns/p{i}" for i in range(policies))
+    return [
+        ActiveProfileUpdate("kns.ns", (Rule("allow"),), (Rule("allow"),)),
+        IPSetUpdate("sel", IPSetType.NET, frozenset({"10.65.0.2/32"})),
+        *(ActivePolicyUpdate(PolicyID("default", f"ns/p{i}"), (
+            Rule("allow", protocol=6, src_ip_set_ids=("sel", f"s{i}"), dst_ports=(PortRange(80, 80),)),), ())
+          for i in range(policies)),
+        *(IPSetUpdate(f"s{i}", IPSetType.NET, frozenset({f"10.66.{i // 250}.{i % 250}/32"})) for i in range(policies)),
+        WorkloadEndpointUpdate(WorkloadEndpointID("k8s", "ns/pod", "eth0"), WorkloadEndpoint(
+            "cali1", None, ("10.65.0.2/32",), (), ("kns.ns",), (TierInfo("default", mine, ()),))),
+        IPAMPoolUpdate("pool", "10.65.0.0/16", True),
+        IPSetDeltaUpdate("sel", frozenset({"10.65.0.3/32"}), frozenset()),
+        InSync(),
+    ]
+
+
+def fold_into(state: FilterState) -> Callable[[Message], None]:
+    """What the driver folds with: filter messages into ``state`` (InSync is the driver's own)."""
+    def fold(msg: Message) -> None:
+        if not isinstance(msg, InSync):
+            state.apply(cast(FilterMessage, msg))  # the test sends nothing else
+    return fold
+
+
+def test_the_first_turn_folds_sets_first_and_keeps_each_kind_in_order() -> None:
+    messages = first_turn_messages(3)
+    early, late = split_first_turn(messages)
+    assert sorted(map(id, early + late)) == sorted(map(id, messages))
+    assert all(isinstance(m, IPSetUpdate | IPSetDeltaUpdate | IPAMPoolUpdate | InSync) for m in early)
+    assert [m for m in messages if m in early] == early and [m for m in messages if m in late] == late
+    assert isinstance(early[-2], IPSetDeltaUpdate)  # a set's delta stays after its update
+    assert {type(m) for m in late} == {ActiveProfileUpdate, ActivePolicyUpdate, WorkloadEndpointUpdate}
+
+
+async def test_a_backlog_is_folded_while_nft_works_and_the_table_is_the_same() -> None:
+    messages = first_turn_messages()
+    everything = FilterState(DataplaneSettings())
+    for msg in messages:
+        fold_into(everything)(msg)
+    state = FilterState(DataplaneSettings())
+    early, late = split_first_turn(messages)
+    for msg in early:
+        fold_into(state)(msg)
+    backlog = Backlog(late, fold_into(state))
+    recorder = Recorder(state)
+    await apply_in_stages(state, None, recorder.run, recorder.hook, backlog)
+    assert len(backlog) == 0 and state.pending == 0
+    first = recorder.batches[0].splitlines()
+    assert not any("cali-pi-" in line or "cali-tw-" in line for line in first)  # nothing folded late in it
+    assert sum(line.startswith("add set") for line in first) == len(state.table.sets)  # every set: all came first
+    assert snapshot(state.table) == snapshot(everything.table)
+    assert recorder.hook_calls == [(0, recorder.hook_calls[0][1])]
+
+
+async def test_the_backlog_is_folded_even_when_a_batch_fails() -> None:
+    state = FilterState(DataplaneSettings())
+    early, late = split_first_turn(first_turn_messages())
+    for msg in early:
+        fold_into(state)(msg)
+    backlog = Backlog(late, fold_into(state))
+    with pytest.raises(NftablesError):
+        await apply_in_stages(state, None, Recorder(state, fail_first=True).run, None, backlog)
+    assert len(backlog) == 0 and len(state.workloads) == 1
