@@ -16,16 +16,19 @@ values, node, profile and tier names, selectors, networks). Anything outside
 the form answers False and goes through the full model, so a caller that
 falls back to the model always gets the model's answer. Kinds covered:
 WorkloadEndpoint, NetworkSet and GlobalNetworkSet here; NetworkPolicy,
-GlobalNetworkPolicy and Profile in :mod:`.fastpolicy`. ``value`` is JSON data
-(dicts, lists, str, int, float, bool, None) as a JSON decoder returns it.
+GlobalNetworkPolicy and Profile in :mod:`.fastpolicy`; Tier, IPPool, Node,
+HostEndpoint and ClusterInformation in :mod:`.fastkinds`; FelixConfiguration in
+:mod:`.fastconfig`. ``value`` is JSON data (dicts, lists, str, int, float, bool,
+None) as a JSON decoder returns it.
 
 Guard against drift: :func:`model_fingerprint` hashes the source text of the
 model modules these rules restate (read from disk; the models are not
 imported). When it differs from :data:`MODEL_FINGERPRINT` (a model changed
 since this module was checked against it) the fast path turns itself off with
 one warning, and ``tests/unit/test_syncer_fastpath*.py`` fail until someone
-reviews this module and :mod:`.fastpolicy` (and runs their differential tests
-against the models) and records the new fingerprint.
+reviews this module, :mod:`.fastpolicy`, :mod:`.fastkinds`, :mod:`.fastconfig` and
+:mod:`.fastview` (and runs their differential tests against the models) and
+records the new fingerprint.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ import libcalico
 
 log = structlog.get_logger(__name__)
 
-MODEL_FINGERPRINT = "b3667553f0f3b973297e98fb3a1745465fd44bbe14460ce0ed51e7b18c615d10"
+MODEL_FINGERPRINT = "355f8290bcfe03cd31f03a2bd360a0b377db801149e42a491c4bfb2242bc8619"
 
-# The model modules whose rules are restated here and in fastpolicy (libcalico/resources/<name>.py).
-MODEL_MODULES = ("base", "fields", "endpoint", "networkset", "rules", "policy", "profile")
+# The model modules whose rules are restated here and in fastpolicy, fastkinds, fastconfig and fastview
+# (libcalico/resources/<name>.py).
+MODEL_MODULES = ("base", "fields", "endpoint", "networkset", "rules", "policy", "profile", "ippool", "node",
+                 "felixconfig", "cluster")
 
 V3 = "projectcalico.org/v3"
 MEMO_LIMIT = 1 << 16
@@ -426,26 +431,29 @@ def enabled() -> bool:
             found = f"unavailable ({type(exc).__name__}: {exc})"
         _enabled = found == MODEL_FINGERPRINT
         if _enabled:
-            from libcalico.syncer import fastpolicy
+            from libcalico.syncer import fastconfig, fastkinds, fastpolicy
 
             _CHECKS.update({
                 "WorkloadEndpoint": _wep,
                 "NetworkSet": _network_set("NetworkSet", True),
                 "GlobalNetworkSet": _network_set("GlobalNetworkSet", False),
                 **fastpolicy.CHECKS,
+                **fastkinds.CHECKS,
+                **fastconfig.CHECKS,
             })
         else:
             log.warning("syncer fast validation disabled", reason="resource models changed",
                         expected=MODEL_FINGERPRINT, found=found,
-                        review="libcalico/syncer/fastpath.py, libcalico/syncer/fastpolicy.py")
+                        review="libcalico/syncer/fast*.py")
     return _enabled
 
 
 def accepts(kind: str, value: dict[str, Any]) -> bool:
     """True only if ``parse_resource(value)`` would succeed and give a ``kind``; False means "not sure: ask the model".
 
-    Covers NetworkPolicy, GlobalNetworkPolicy, Profile, NetworkSet, GlobalNetworkSet and
-    WorkloadEndpoint (any other kind: False). ``value`` is JSON data as a decoder returns it;
+    Covers NetworkPolicy, GlobalNetworkPolicy, Profile, NetworkSet, GlobalNetworkSet,
+    WorkloadEndpoint, Tier, IPPool, Node, HostEndpoint, ClusterInformation and FelixConfiguration
+    (any other kind: False). ``value`` is JSON data as a decoder returns it;
     it is not changed. The key (name and namespace against the datastore path) is the caller's to check.
     """
     if not (_enabled or enabled()):

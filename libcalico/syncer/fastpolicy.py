@@ -88,7 +88,7 @@ def _protocol_number(value: Any) -> int:
     return 0
 
 
-def _port_ok(port: Any) -> bool:
+def port_ok(port: Any) -> bool:
     """A rule port: number, ``min:max`` range or port name (fields._rule_port), ASCII digits only."""
     cls = port.__class__
     if cls is int:
@@ -107,7 +107,7 @@ def _ports_ok(ports: Any) -> bool:
     if ports.__class__ is not list or len(ports) > 50:
         return False
     for port in ports:
-        if not _port_ok(port):
+        if not port_ok(port):
             return False
     return True
 
@@ -259,8 +259,8 @@ def _rules_ok(rules: Any, limit: int | None) -> bool:
     return True
 
 
-def _order_ok(order: Any) -> bool:
-    # fields._order: a finite number, not a bool (an int too large for a float fails there too).
+def order_ok(order: Any) -> bool:
+    """A policy or tier order (fields._order): a finite number, not a bool (nor an int too large for a float)."""
     if order.__class__ is not int and order.__class__ is not float:
         return False
     try:
@@ -303,7 +303,7 @@ def _policy(kind: str, glob: bool) -> Callable[[dict[str, Any]], bool]:
         if tier.__class__ is not str or (tier not in NAMES.ok and not NAMES(tier)):
             return False
         order = get("order")
-        if order is not None and not _order_ok(order):
+        if order is not None and not order_ok(order):
             return False
         for field in ("selector", "serviceAccountSelector", "namespaceSelector"):
             text = get(field)

@@ -28,7 +28,7 @@ from typing import Any
 
 from libcalico.datastore.backend import Backend
 from libcalico.datastore.keys import ResourceKey
-from libcalico.errors import NotFound
+from libcalico.errors import NotFound, ValidationError
 from libcalico.runtime import Loaded, ServiceSettings, SettingsSpec, SourceKind, setting
 from libcalico.runtime.paramtypes import Bool, Duration, Int, OneOf, Port, PortList, Str
 
@@ -220,8 +220,11 @@ class StartContext:
 async def read_felix_configuration(backend: Backend, hostname: str) -> dict[str, dict[str, Any]]:
     """The specs of FelixConfiguration ``default`` and ``node.<hostname>`` that exist, by name.
 
-    Raw stored values, read by key: each field is checked by the settings' own kinds when the
-    settings are loaded, so no resource model is needed (or imported) here.
+    Raw stored values, read by key, each validated as the syncer validates it: the fast path
+    (:func:`libcalico.syncer.fastpath.accepts`) vouches for the common form without the models;
+    anything else goes through the model, so the resource models (and pydantic) are imported only
+    for a resource outside that form. An invalid resource (which the calculation graph would treat
+    as deleted) raises ValidationError naming the resource and the field.
     """
     out: dict[str, dict[str, Any]] = {}
     for name in ("default", f"node.{hostname}"):
@@ -229,6 +232,29 @@ async def read_felix_configuration(backend: Backend, hostname: str) -> dict[str,
             kv = await backend.get(ResourceKey(FELIX_CONFIGURATIONS, name).path)
         except NotFound:
             continue
+        check_felix_configuration(name, kv.value)
         spec = kv.value.get("spec")
         out[name] = dict(spec) if isinstance(spec, dict) else {}
     return out
+
+
+def check_felix_configuration(name: str, value: Any) -> None:
+    """Raise ValidationError unless ``value`` is a valid FelixConfiguration stored under ``name``."""
+    from libcalico.syncer.fastpath import accepts  # pure Python, no models
+
+    source = f"FelixConfiguration({name})"
+    if not isinstance(value, dict):
+        raise ValidationError("", f"a resource must be a map, not {type(value).__name__}", source=source)
+    meta = value.get("metadata")
+    if value.get("kind") != "FelixConfiguration" or not isinstance(meta, dict) or meta.get("name") != name:
+        raise ValidationError("metadata.name", "the value is not the FelixConfiguration its key names",
+                              source=source)
+    if accepts("FelixConfiguration", value):
+        return
+    # The model: only for values outside the fast path.
+    from libcalico.resources.base import parse_resource
+
+    try:
+        parse_resource(value)
+    except ValidationError as exc:
+        raise exc.with_source(source) from None

@@ -216,7 +216,7 @@ def test_invalid_endpoints_are_rejected(path: tuple[str, str], bad: Any) -> None
 
 def test_the_models_are_the_ones_the_fast_path_was_checked_against() -> None:
     assert fastpath.model_fingerprint() == fastpath.MODEL_FINGERPRINT, (
-        "a resource model module changed: review libcalico/syncer/fastpath.py and fastpolicy.py against it,"
+        "a resource model module changed: review libcalico/syncer/fast*.py against it,"
         " run test_syncer_fastpath*.py (property and corpus tests), then set MODEL_FINGERPRINT to the new value")
 
 

@@ -422,7 +422,7 @@ def test_network_rules_equal_the_models(text: str) -> None:
 @settings(max_examples=400, deadline=None)
 @given(PORTS, PROTOCOLS)
 def test_port_and_protocol_rules_are_the_models_or_stricter(port: Any, protocol: Any) -> None:
-    if fastpolicy._port_ok(port):
+    if fastpolicy.port_ok(port):
         assert not _raises(fields._rule_port, port)
     number = fastpolicy._protocol_number(protocol)
     if number:
@@ -455,16 +455,34 @@ def test_a_changed_model_turns_every_kind_off(monkeypatch: pytest.MonkeyPatch) -
     assert [e["event"] for e in logs] == ["syncer fast validation disabled"]
 
 
-def test_fast_kinds_are_the_six() -> None:
-    assert fastpath.fast_kinds() == frozenset(KINDS)
+# The kinds of the infrastructure and configuration fast paths (tests in test_syncer_fastpath_infra.py).
+OTHER_KINDS = ("Tier", "IPPool", "Node", "HostEndpoint", "ClusterInformation", "FelixConfiguration")
+
+
+def test_fast_kinds_are_the_twelve() -> None:
+    assert fastpath.fast_kinds() == frozenset(KINDS + OTHER_KINDS)
 
 
 def test_models_are_pydantic_ones_it_restates() -> None:
     """The fingerprint covers the modules holding every model this fast path restates."""
-    from libcalico.resources import endpoint, networkset, policy, profile, rules
+    from libcalico.resources import (
+        cluster,
+        endpoint,
+        felixconfig,
+        ippool,
+        networkset,
+        node,
+        policy,
+        profile,
+        rules,
+    )
 
-    covered = {m.__name__.rsplit(".", 1)[1] for m in (base, fields, endpoint, networkset, policy, profile, rules)}
+    modules = (base, fields, endpoint, networkset, policy, profile, rules, ippool, node, felixconfig, cluster)
+    covered = {m.__name__.rsplit(".", 1)[1] for m in modules}
     assert covered == set(fastpath.MODEL_MODULES)
+    for kind in KINDS + OTHER_KINDS:
+        module = base.kind_class(kind).__module__.rsplit(".", 1)[1]
+        assert module in fastpath.MODEL_MODULES
     for kind in KINDS:
         module = parse_resource(SEEDS[kind][0]).__class__.__module__.rsplit(".", 1)[1]
         assert module in fastpath.MODEL_MODULES

@@ -7,6 +7,7 @@ How it works (Calico's ``dispatcher``)::
                              raw kinds (WorkloadEndpoint): decoder(key, map), the syncer validated it
                              model kinds: accepts(kind, map)? ──yes──► stored(key, map)   (fast, no model)
                                                              └─no───► parse_resource ──► from_model(key, model)
+                               (no stored reader, a VIEW_KINDS kind: stored = from_model(key, model_view(map)))
                              IPAM blocks: the raw map (needs a cidr)
                        ──► every handler registered for that kind: handler(key, info, decoded | None)
 
@@ -16,6 +17,13 @@ syncer's own validation filter does, so bad data never stops the graph.
 ``accepts`` is :func:`libcalico.syncer.fastpath.accepts` when that exists: True
 only for a map the model certainly accepts, so skipping the model never
 accepts anything the model would reject.
+
+Handlers of HostEndpoint, IPPool, Node and FelixConfiguration read the model's
+fields (``pool.spec.natOutgoing``, ``config.spec.model_dump(...)``); for a map
+``accepts`` vouches for, they get :func:`libcalico.syncer.fastview.model_view`
+instead, which gives the same fields with the model's defaults and
+normalisation, so even a cluster's pools, nodes and Felix configuration need
+no model (and no pydantic import) at start-up.
 """
 
 from __future__ import annotations
@@ -67,6 +75,8 @@ FromModel = Callable[[str, Any], Any]  # (key, validated model) -> decoded
 Accepts = Callable[[str, dict[str, Any]], bool]
 
 FASTPATH: Any = object()  # "use libcalico.syncer.fastpath.accepts if it exists"
+# Kinds libcalico.syncer.fastview can show as their models would (a test keeps this its VIEW_KINDS).
+VIEW_KINDS = frozenset({"FelixConfiguration", "HostEndpoint", "IPPool", "Node"})
 
 
 def _fastpath_accepts() -> Accepts | None:
@@ -74,6 +84,17 @@ def _fastpath_accepts() -> Accepts | None:
 
     found = getattr(fastpath, "accepts", None)
     return found if callable(found) else None
+
+
+def _view_reader(kind: str, entry: KindRoute) -> Decoder:
+    """A reader of vouched-for maps of ``kind`` that gives what the model path gives, through a model view."""
+    def read(key: str, value: dict[str, Any]) -> Any:
+        from libcalico.syncer.fastview import model_view  # on first use, as the fast path itself
+
+        view = model_view(kind, value)
+        return view if entry.from_model is None else entry.from_model(key, view)
+
+    return read
 
 
 class KindRoute:
@@ -106,7 +127,8 @@ class Dispatcher:
         malformed. Otherwise the typed model validates the value, and the
         handler gets ``from_model(key, model)`` (the model itself without it);
         ``stored`` reads the maps that ``accepts`` vouches for instead, giving
-        the same result without the model.
+        the same result without the model (for a kind in :data:`VIEW_KINDS`
+        without one: ``from_model`` of a model view).
         """
         entry = self._kinds.get(kind)
         if entry is None:
@@ -118,6 +140,8 @@ class Dispatcher:
             entry.stored = stored
         if from_model is not None:
             entry.from_model = from_model
+        if entry.stored is None and entry.raw is None and kind in VIEW_KINDS:
+            entry.stored = _view_reader(kind, entry)
 
     def parsed_kinds(self) -> frozenset[str]:
         """The kinds this dispatcher validates itself (typed models), rejecting bad values."""
