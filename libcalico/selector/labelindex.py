@@ -230,17 +230,22 @@ class LabelIndex(Generic[S, I]):
             by_kv[(key, value)] = set(group)
         self._items_by_key[key] = set().union(*groups.values())
 
-    def _atom_cost(self, atom: Atom) -> int:
-        if isinstance(atom, tuple):
-            return len(self._items_by_kv.get(atom, ()))
-        return len(self._items_by_key.get(atom, ()))
-
     def _choose_driver(self, sel: Selector) -> Driver:
+        """The cheapest driver option: fewest items behind its atoms, then (pairs before keys) fewest atoms."""
         best: Driver = None
         best_cost = (len(self._labels), 1, 0)
+        by_kv, by_key = self._items_by_kv, self._items_by_key
         for option in driver_options(sel.root):
-            n_keys = sum(1 for atom in option if isinstance(atom, str))
-            cost = (sum(self._atom_cost(a) for a in option), 1 if n_keys else 0, len(option))
+            total, has_key = 0, 0
+            for atom in option:
+                if atom.__class__ is str:
+                    has_key = 1
+                    found = by_key.get(atom)
+                else:
+                    found = by_kv.get(atom)  # type: ignore[arg-type]
+                if found is not None:
+                    total += len(found)
+            cost = (total, has_key, len(option))
             if cost < best_cost:
                 best, best_cost = option, cost
         return best

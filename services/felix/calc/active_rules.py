@@ -77,11 +77,32 @@ class ActiveRules:
                 del self._policies[key]
             return
         self._policies[key] = record
+        if old is None and self._index.selector(key) is None:
+            self._add_policy(key, record)
+            return
         self._index.update_selector(key, record.selector)
         if key in self._eps_of_policy:
             self._compile(key)
             if old is not None and _ordering(old) != _ordering(record):
                 self._dirty.endpoints.update(self._eps_of_policy[key])
+
+    def _add_policy(self, key: str, record: PolicyRecord) -> None:
+        """A new policy: its matches in one go (as ``_match`` would record them one by one)."""
+        index = self._index
+        index.update_selector(key, record.selector, quiet=True)
+        matched = index.matches_view(key)
+        if not matched:
+            return
+        self._eps_of_policy[key] = set(matched)
+        self._compile(key)
+        of_ep = self._policies_of_ep
+        for ep_key in matched:
+            mine = of_ep.get(ep_key)
+            if mine is None:
+                of_ep[ep_key] = {key}
+            else:
+                mine.add(key)
+        self._dirty.endpoints.update(matched)
 
     def _compile(self, key: str) -> None:
         record = self._policies[key]

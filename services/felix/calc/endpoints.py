@@ -17,6 +17,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Mapping, Sequence
+from functools import partial
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -126,13 +127,25 @@ def _checked_texts(spec: dict[str, object]) -> tuple[str, ...]:
 
 
 class _Interned:
-    """Small caches of the immutable parts endpoints share (profile lists, named ports), bounded in size."""
+    """Small caches of the immutable parts endpoints share (profile lists, named ports, label key sets),
+    bounded in size."""
 
     LIMIT = 1 << 14
 
     def __init__(self) -> None:
         self.profiles: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.ports: dict[tuple[object, ...], NamedPort] = {}
+        self.scoped: dict[tuple[str, ...], bool] = {}  # label keys → whether one is a pcns./pcsa. label
+
+    def has_scoped(self, labels: dict[str, str]) -> bool:
+        """Whether a label map has a ``pcns.*`` or ``pcsa.*`` key (label maps share a few key lists)."""
+        keys = tuple(labels)
+        found = self.scoped.get(keys)
+        if found is None:
+            if len(self.scoped) >= self.LIMIT:
+                self.scoped.clear()
+            found = self.scoped[keys] = any(map(_SCOPED, keys))
+        return found
 
     def profile_list(self, value: object) -> tuple[str, ...]:
         """``spec.profiles`` as a tuple of strings (one shared tuple per distinct list)."""
@@ -176,6 +189,8 @@ class _Interned:
 
 
 _INTERNED = _Interned()
+# EndpointData(...) without its keyword-default handling (all ten fields given, in order): the bulk load's path.
+_new_data = partial(tuple.__new__, EndpointData)
 
 
 def workload_record(key: str, value: dict[str, object], hostname: str) -> EndpointData | None:
@@ -213,7 +228,7 @@ def workload_record(key: str, value: dict[str, object], hostname: str) -> Endpoi
         if spoof_raw is not None else ()
     if not nets:
         return None
-    if any(map(_SCOPED, labels)):  # an endpoint cannot claim namespace or service-account labels
+    if labels and _INTERNED.has_scoped(labels):  # an endpoint cannot claim namespace or service-account labels
         labels = {k: v for k, v in labels.items() if not _SCOPED(k)}
     own = {**labels, NAMESPACE_LABEL: namespace}
     if orchestrator and ORCHESTRATOR_LABEL not in own:
@@ -221,7 +236,7 @@ def workload_record(key: str, value: dict[str, object], hostname: str) -> Endpoi
     if service_account:
         own[SERVICE_ACCOUNT_LABEL] = service_account
     if node != hostname:
-        return EndpointData(key, own, profiles, nets, ports)
+        return _new_data((key, own, profiles, nets, ports, False, None, None, None, ""))
     wid = WorkloadEndpointID(orchestrator or "k8s", f"{namespace}/{pod or workload or name}", endpoint or "eth0")
     msg = WorkloadEndpointMsg(
         name=interface or "",

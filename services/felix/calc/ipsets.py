@@ -65,17 +65,17 @@ class IPSetDef:
         return IPSetType.IP_AND_PORT if self.named_port else IPSetType.NET
 
 
-def _address(net: str) -> str:
-    return net.split("/", 1)[0]
-
-
 def port_members(nets: tuple[str, ...], ports: tuple[NamedPort, ...], name: str, protocol: str) -> tuple[str, ...]:
     """The ``addr,proto:port`` members an item gives to the sets of one port name and protocol."""
-    out: list[str] = []
+    out: list[str] | None = None
     for p in ports:
         if p.name == name and p.protocol == protocol:
-            out.extend(f"{_address(n)},{p.protocol}:{p.port}" for n in nets)
-    return tuple(out)
+            suffix = f",{protocol}:{p.port}"
+            if out is None:
+                out = [n.partition("/")[0] + suffix for n in nets]
+            else:
+                out += [n.partition("/")[0] + suffix for n in nets]
+    return tuple(out) if out else ()
 
 
 def contributions(defn: IPSetDef, nets: tuple[str, ...], ports: tuple[NamedPort, ...]) -> tuple[str, ...]:
