@@ -12,15 +12,22 @@ How it works::
         ├─ stage 2…: whenever nft is idle and that work is not done, the new sets and the
         │            chains rendered so far that the kernel does not have, which jump nowhere
         │            and use no map ──────────────────────────────────────────────► nft
+        ├─ beside stage 1: once everything is rendered, if stage 1 is still loading, the new
+        │            unreached chains whose sets stage 1 carries (or the kernel has), with
+        │            those sets declared (no elements: ``add set`` of an existing set of the
+        │            same kind changes nothing) ─────────────────► a second nft, at the same time
         └─ last stage: everything else in ONE batch, planned against what the kernel now
                      holds: changed sets and chains swapped, new chains, the base chains and
                      dispatch maps, then stale chains, maps and sets deleted ────► nft
 
-Folding messages in another order gives the same table (the desired table is a
-function of the messages' end state, whatever the order between objects), so the
-backlog may wait. What packets see: on a clean start nothing is hooked until the
-last batch commits, so they see no Calico table, then all of it. On a restart the
-old rules stay in force until the last batch swaps them in one transaction; only
+Two nft processes work at once there (the second core parses the chains while
+the first loads the sets; the kernel commits one transaction at a time, in either
+order, and nothing hooked refers to what either adds). Folding messages in another
+order gives the same table (the desired table is a function of the messages' end
+state, whatever the order between objects), so the backlog may wait. What packets
+see: on a clean start nothing is hooked until the last batch commits, so they see
+no Calico table, then all of it. On a restart the old rules stay in force until
+the last batch swaps them in one transaction; only
 IP set contents change earlier (as Calico updates its IP sets before its rules),
 new sets and chains appear where nothing refers to them yet, and what is no longer
 wanted goes last. If the kernel holds an object of another kind under one of our
@@ -30,9 +37,10 @@ names, the last batch is a whole-table replace instead (still one transaction).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +74,11 @@ MIN_MIDDLE_WEIGHT = 300  # a smaller middle stage waits for more (see stage_weig
 _LOOK_EVERY = 4  # chunks between looks for a middle stage while nft is idle (a look scans the table)
 _UNSTAGEABLE = (" jump ", " goto ", "vmap ")  # a reference to another chain or to a dispatch map
 _UNSTAGEABLE_START = ("jump ", "goto ")
+_SET_REF = re.compile(r"@([^\s,}]+)")  # a named set a rule matches on
+_JUMP = re.compile(r"(?:jump|goto) (\S+)")  # a chain a rule jumps to
 
 SetValue = tuple[SetDef, frozenset[str]]
+ChainPlan = dict[str, tuple[Chain, set[str], set[str]]]  # chain → (chain, set refs, jump targets)
 
 
 @dataclass(slots=True)
@@ -207,6 +218,53 @@ def plan_unreached_stage(desired: DesiredTable, staged: TableState, skip: set[st
     return batch, sets, chains
 
 
+def plan_beside_stage(desired: DesiredTable, staged: TableState, loading: dict[str, SetValue],
+                      loading_chains: Collection[str] = ()
+                      ) -> tuple[Batch, dict[str, tuple[BaseSpec | None, tuple[str, ...]]]]:
+    """The stage sent beside a running sets stage: new chains that no hook, dispatch map or kernel
+    chain refers to (policy, profile and endpoint chains; none is reached until the last batch hooks
+    it), whose sets the kernel has or ``loading`` (that stage's sets) carries and whose jumps land on
+    chains the kernel has or this batch adds; those sets are declared without elements, so the batch
+    commits correctly before or after the sets stage. ``loading_chains`` (a middle stage's) are left
+    to that stage; rules may jump to them, declared here (empty) too.
+
+    Returns the batch and the chains it makes right (its sets are the sets stage's to record).
+    """
+    wanted: ChainPlan = {}
+    for name, chain in desired.chains.items():
+        if name in staged.chains or chain.base is not None or name in loading_chains:
+            continue
+        refs: set[str] = set()
+        targets: set[str] = set()
+        for body in chain.rules:
+            if "vmap " in body:
+                break
+            if "@" in body:
+                refs.update(_SET_REF.findall(body))
+            if "jump " in body or "goto " in body:
+                targets.update(_JUMP.findall(body))
+        else:
+            if all(ref in staged.sets or ref in loading for ref in refs):
+                wanted[name] = (chain, refs, targets)
+    for _ in range(len(wanted) + 1):  # drop chains that jump to a chain neither there nor here, until none do
+        lost = [name for name, (_c, _r, targets) in wanted.items()
+                if any(t not in staged.chains and t not in wanted and t not in loading_chains for t in targets)]
+        if not lost:
+            break
+        for name in lost:
+            del wanted[name]
+    batch = Batch()
+    declare = sorted({ref for _c, refs, _t in wanted.values() for ref in refs if ref not in staged.sets})
+    batch.create.extend(f"add set {TABLE} {name} {loading[name][0].declaration()}" for name in declare)
+    elsewhere = sorted({t for _c, _r, targets in wanted.values() for t in targets if t in loading_chains})
+    batch.create.extend(f"add chain {TABLE} {name}" for name in [*wanted, *elsewhere])  # before any jump
+    chains: dict[str, tuple[BaseSpec | None, tuple[str, ...]]] = {}
+    for name, (chain, _refs, _targets) in wanted.items():
+        batch.add_rules(chain)
+        chains[name] = (None, chain.hashes)
+    return batch, chains
+
+
 def stage_weight(batch: Batch, sets: dict[str, SetValue]) -> int:
     """A rough measure of nft's work for a batch: rules and objects, plus set elements (cheaper each)."""
     return len(batch.rules) + 2 * len(batch.create) + sum(len(elements) for _def, elements in sets.values()) // 3
@@ -303,22 +361,33 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
         if backlog is not None:
             backlog.drain()
     report.rendered_at = round(time.perf_counter() - started, 4)
+    beside: list[asyncio.Future[None]] = []
     side: asyncio.Future[None] | None = None
-    if while_running is not None:  # rendering is done: this thread is free from here on
-        await asyncio.sleep(0)  # a just-launched job's first step hands its batch to nft
-        side = asyncio.ensure_future(while_running())
     try:
+        if job is not None and not job.done() and not inflight[1] and _kinds_agree(raw, staged):
+            # nft is still loading the sets: a second nft takes the chains nothing hooked reaches meanwhile.
+            # Measured: that pays while the sets load (one core idles otherwise); beside a middle stage
+            # (itself chains) it gains nothing, nor does splitting the chains between two processes.
+            extra, chains = plan_beside_stage(raw, staged, inflight[0], inflight[1])
+            if stage_weight(extra, {}) >= MIN_MIDDLE_WEIGHT:
+                beside.append(launch(extra))
+                _record(staged, {}, chains)  # plan as if it commits (see below)
+        if while_running is not None:  # rendering is done: this thread is free from here on
+            await asyncio.sleep(0)  # a just-launched job's first step hands its batch to nft
+            side = asyncio.ensure_future(while_running())
         if job is not None:
             _record(staged, *inflight)  # plan as if it commits: if it fails, all of this is thrown away
         last, report.whole_replace = plan_last_stage(state.table, staged)
-        if job is not None:
-            await job
+        for running in (job, *beside):
+            if running is not None:
+                await running
         if not last.empty:
             await launch(last)
     except BaseException:
-        if side is not None:  # it must not outlive this call
-            side.cancel()
-            await asyncio.gather(side, return_exceptions=True)
+        for task in (job, *beside, side):  # none may outlive this call (a cancelled nft commits nothing)
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(*(t for t in (job, *beside, side) if t is not None), return_exceptions=True)
         raise
     if side is not None:
         await side
