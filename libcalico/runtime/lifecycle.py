@@ -175,7 +175,8 @@ class Lifecycle:
     async def _bounded(self, awaitable: Awaitable[Any], started: float) -> None:
         remaining = max(0.0, self.drain_timeout - (time.monotonic() - started))
         try:
-            await asyncio.wait_for(_as_coro(awaitable), timeout=remaining)
+            async with asyncio.timeout(remaining):  # not wait_for: 3.11's can swallow a cancellation
+                await awaitable
         except TimeoutError:
             log.warning("stop_hook_timeout")
 
@@ -197,10 +198,6 @@ class Lifecycle:
                 task.cancel()
         else:
             log.info("drained", seconds=round(time.monotonic() - started, 3))
-
-
-async def _as_coro(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 async def _start(lc: Lifecycle, wire: Callable[[Lifecycle], Awaitable[None]]) -> None:

@@ -138,7 +138,8 @@ def preread(ctx: StartContext) -> list[tuple[str, dict[str, Any]]]:
     """FelixConfiguration layers read from the datastore before start-up (none when it cannot be read)."""
     async def read() -> dict[str, dict[str, Any]]:
         async with backend_from_env(ctx.datastore_env) as backend:
-            return await asyncio.wait_for(read_felix_configuration(backend, ctx.hostname), PREREAD_TIMEOUT)
+            async with asyncio.timeout(PREREAD_TIMEOUT):
+                return await read_felix_configuration(backend, ctx.hostname)
 
     try:
         specs = asyncio.run(read())

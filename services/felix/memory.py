@@ -40,7 +40,8 @@ async def settle_after_startup(programmed: asyncio.Event, limit: float = STARTUP
     """Make sure :func:`settle` runs: when the first apply is done (if it has not run during it), or
     after ``limit`` seconds."""
     try:
-        await asyncio.wait_for(programmed.wait(), limit)
+        async with asyncio.timeout(limit):
+            await programmed.wait()
     except TimeoutError:
         pass
     settle()

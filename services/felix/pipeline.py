@@ -180,8 +180,8 @@ class Pipeline:
         for _ in iter(int, 1):  # until cancelled
             if not self._wake.is_set():
                 try:
-                    await asyncio.wait_for(self._wake.wait(), RECHECK_INTERVAL if self._needs_recheck(failed_at)
-                                           else None)
+                    async with asyncio.timeout(RECHECK_INTERVAL if self._needs_recheck(failed_at) else None):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
             self._wake.clear()

@@ -179,7 +179,8 @@ class DatastoreStatusReporter:
             timeout = max(0.0, min(deadlines) - time.monotonic())
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), min(timeout, 3600.0))
+                async with asyncio.timeout(min(timeout, 3600.0)):
+                    await self._wake.wait()
                 await asyncio.sleep(self.endpoint_delay)  # batch the writes of one burst
             except TimeoutError:
                 pass

@@ -153,4 +153,5 @@ async def poll_limits(
             set_limit(target)
             active = target
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval)
+            async with asyncio.timeout(interval):
+                await stopping.wait()

@@ -199,14 +199,16 @@ class TyphaServer:
                          lag=round(session.lag(now), 3), backlog=session.backlog())
                 session.end(reason, ByeReason.TOO_SLOW if reason == "too-slow" else None)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.tick)
+                async with asyncio.timeout(self.tick):
+                    await stop.wait()
 
     async def shed(self, stop: asyncio.Event) -> None:
         """Drop one connection at a time, jittered, while there are more than the limit."""
         while not stop.is_set():
             interval = self.config.drop_interval * self._rng.uniform(0.5, 1.5)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()
             if stop.is_set():
                 return
             streaming = self.streaming_sessions()
@@ -254,7 +256,8 @@ class TyphaServer:
         await self._wait_sessions(2.0)
         if self._listener is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._listener.wait_closed()
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
