@@ -122,7 +122,12 @@ class Pipeline:
     # ------------------------------------------------------------ clients
 
     def join(self, now: float) -> Breadcrumb:
-        """Where a new client starts: a recent built snapshot is shared by clients joining together."""
+        """Where a new client starts: a recent built snapshot is shared by clients joining together.
+
+        Anything queued is published (and written to the following sessions) first: the cache would
+        otherwise publish it inside ``join``, past the fast path, and the followers would never get it.
+        """
+        self.publish()
         return self.cache.join(now, reuse_within=self.batch_interval * 4)
 
     def follow(self, session: Follower) -> None:

@@ -265,6 +265,12 @@ class Session:
         if self.ending is not None or transport.is_closing():
             self._wake.set()
             return False
+        position = self.position
+        if position is not None and position.next is not crumb:
+            # A breadcrumb was published without reaching us (never expected): leave the fast path and
+            # walk the chain from where we are, so nothing is skipped.
+            self._wake.set()
+            return False
         data = crumb.delta_bytes(self.node)
         if data:
             transport.write(data)
