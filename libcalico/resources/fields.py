@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar
 import pydantic
 from pydantic import AfterValidator, ConfigDict, PlainSerializer, PlainValidator
 
+from libcalico.protocols import PROTOCOL_NAMES, PROTOCOL_NUMBERS, protocol_number  # noqa: F401 - re-exported
 from libcalico.resources.base import CalicoModel, Resource, field_error
 
 Loc = tuple[int | str, ...]
@@ -269,8 +270,6 @@ MAC = Annotated[str, PlainValidator(_mac)]
 
 # ---------------------------------------------------------------- ports and protocols
 
-PROTOCOL_NAMES = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
-PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 _PORT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
@@ -292,17 +291,6 @@ def _protocol(value: Any) -> int | str:
 
 
 Protocol = Annotated[int | str, PlainValidator(_protocol)]
-
-
-def protocol_number(value: int | str | None) -> int | None:
-    """The IP protocol number of a validated protocol value (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if value.isdigit():
-        return int(value)
-    return PROTOCOL_NUMBERS[value]
 
 
 def port_name_problem(name: str) -> str | None:

@@ -46,7 +46,7 @@ import libcalico
 
 log = structlog.get_logger(__name__)
 
-MODEL_FINGERPRINT = "355f8290bcfe03cd31f03a2bd360a0b377db801149e42a491c4bfb2242bc8619"
+MODEL_FINGERPRINT = "4072ff0266bb4cb3b4c8a716933666279e6e74f9f3676a2c78ad5ed5b01c136a"
 
 # The model modules whose rules are restated here and in fastpolicy, fastkinds, fastconfig and fastview
 # (libcalico/resources/<name>.py).

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from libcalico.protocols import PROTOCOL_NUMBERS
 from libcalico.syncer.fastpath import (
     ANNOTATION_KEYS,
     MEMO_LIMIT,
@@ -34,7 +35,6 @@ _GNP_NAME_RE = re.compile(rf"(?:{_LABEL}\.)?{_LABEL}", re.ASCII)
 GLOBAL_SELECTOR = "global()"
 
 _ACTIONS = frozenset({"Allow", "Deny", "Log", "Pass"})
-_PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 _PORT_PROTOCOLS = frozenset({6, 17, 132})
 _ICMP_V4, _ICMP_V6 = 1, 58
 _RULE = frozenset({"action", "ipVersion", "protocol", "icmp", "notProtocol", "notICMP", "source", "destination",
@@ -80,7 +80,7 @@ def _protocol_number(value: Any) -> int:
     if cls is int:
         return value if 0 < value < 256 else 0
     if cls is str:
-        number = _PROTOCOL_NUMBERS.get(value)
+        number = PROTOCOL_NUMBERS.get(value)
         if number is not None:
             return number
         if value.isascii() and value.isdigit() and 0 < int(value) < 256:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from libcalico.protocols import PROTOCOL_NUMBERS, protocol_number  # noqa: F401 - PROTOCOL_NUMBERS re-exported
 from libcalico.selector import Selector, parse
 from libcalico.selector.ast import And, Not
 from services.felix.calc.ipsets import IPSetDef
@@ -39,9 +40,6 @@ from services.felix.messages import PortRange, Rule
 ACTIONS = {"Allow": "allow", "Deny": "deny", "Log": "log", "Pass": "pass"}
 _CACHE_SIZE = 8192
 NAMED_PORT_PROTOCOLS = {17: "udp", 132: "sctp"}  # anything else (TCP, unset) is "tcp"
-# The protocol names the models accept (libcalico.resources.fields; a test keeps them equal), here so
-# that compiling rules does not import the models.
-PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 
 # A rule as stored (camelCase map) or as a validated model (read through ``model_dump``).
 RuleInput = Mapping[str, Any] | Any
@@ -66,17 +64,6 @@ def normalise_net(net: str) -> str:
 def _set_def(selector: Selector, named_port: str = "", protocol: str = "") -> IPSetDef:
     """The (shared, immutable) definition of one IP set."""
     return IPSetDef(selector, named_port, protocol)
-
-
-def protocol_number(value: int | str | None) -> int | None:
-    """The IP protocol number of a validated protocol value (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if value.isdigit():
-        return int(value)
-    return PROTOCOL_NUMBERS[value]
 
 
 def _nets(nets: Sequence[str] | None) -> tuple[str, ...]:
