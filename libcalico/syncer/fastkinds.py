@@ -1,7 +1,8 @@
 """Fast acceptance of the cluster's infrastructure kinds (see :mod:`.fastpath`): never more lenient than the models.
 
-Restates, for the plain form, ``policy.Tier``, ``ippool.IPPool``, ``node.Node``,
-``endpoint.HostEndpoint`` and ``cluster.ClusterInformation``: every field, the
+Restates, for the plain form, ``networkset.NetworkSet`` and ``GlobalNetworkSet``,
+``policy.Tier``, ``ippool.IPPool``, ``node.Node``, ``endpoint.HostEndpoint`` and
+``cluster.ClusterInformation``: every field, the
 defaults the models fill in before their cross-field checks (an IPPool's block
 size and allowed uses, a Tier's fixed orders) and those checks. Where a model is
 lenient in a way that is awkward to restate (non-ASCII digits in an AS number,
@@ -366,7 +367,43 @@ def _cluster_information(value: dict[str, Any]) -> bool:
             and optional_bool(get("datastoreReady")))
 
 
+# ---------------------------------------------------------------- NetworkSet, GlobalNetworkSet
+
+
+def _network_set(kind: str, namespaced: bool) -> Callable[[dict[str, Any]], bool]:
+    def check(value: dict[str, Any]) -> bool:
+        if value.get("kind") != kind or value.get("apiVersion") != V3:
+            return False
+        spec = value.get("spec", _EMPTY)
+        meta: Any = value.get("metadata")
+        if spec.__class__ is not dict or not value.keys() <= _TOP or not metadata_ok(meta, namespaced, subdomain):
+            return False
+        labels = meta.get("labels")
+        if labels is not None and RESERVED_NAMESPACE_LABEL in labels:
+            return False
+        if not spec.keys() <= _NETSET_SPEC:
+            return False
+        nets = spec.get("nets")
+        if nets is None:
+            return True
+        if nets.__class__ is not list:
+            return False
+        known = CIDRS.known
+        for net in nets:
+            if net.__class__ is not str or not (known.get(net) or CIDRS(net)):
+                return False
+        return True
+
+    return check
+
+
+_NETSET_SPEC = frozenset({"nets"})
+RESERVED_NAMESPACE_LABEL = "projectcalico.org/namespace"  # networkset.RESERVED_NAMESPACE_LABEL
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "NetworkSet": _network_set("NetworkSet", True),
+    "GlobalNetworkSet": _network_set("GlobalNetworkSet", False),
     "Tier": _tier,
     "IPPool": _ippool,
     "Node": _node,

@@ -15,8 +15,8 @@ as the models, ASCII digits only) and memoising what repeats (label keys and
 values, node, profile and tier names, selectors, networks). Anything outside
 the form answers False and goes through the full model, so a caller that
 falls back to the model always gets the model's answer. Kinds covered:
-WorkloadEndpoint, NetworkSet and GlobalNetworkSet here; NetworkPolicy,
-GlobalNetworkPolicy and Profile in :mod:`.fastpolicy`; Tier, IPPool, Node,
+WorkloadEndpoint here; NetworkPolicy, GlobalNetworkPolicy and Profile in
+:mod:`.fastpolicy`; NetworkSet, GlobalNetworkSet, Tier, IPPool, Node,
 HostEndpoint and ClusterInformation in :mod:`.fastkinds`; FelixConfiguration in
 :mod:`.fastconfig`. ``value`` is JSON data (dicts, lists, str, int, float, bool,
 None) as a JSON decoder returns it.
@@ -70,7 +70,6 @@ _INTERFACE_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}", re.ASCII)
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}", re.ASCII)
 
 ANNOTATION_LIMIT = 256 * 1024  # fields.KindBase.ANNOTATION_LIMIT
-RESERVED_NAMESPACE_LABEL = "projectcalico.org/namespace"  # networkset.RESERVED_NAMESPACE_LABEL
 
 
 # ---------------------------------------------------------------- string rules, as the models state them
@@ -249,63 +248,104 @@ _WEP_PORT = frozenset({"name", "protocol", "port", "hostPort", "hostIP"})
 _name_match = _SUBDOMAIN_RE.fullmatch
 _iface_match = _INTERFACE_RE.fullmatch
 _ipv4_match = _IPV4_HOST_RE.fullmatch
-_PORTS_OK: set[tuple[str, str, int]] = set()  # (name, protocol, port) of named ports found valid
+# (name, protocol, port) of single named ports found valid; for lists of several, a tuple of those.
+_PORTS_OK: set[Any] = set()
 
 
 def _wep(value: dict[str, Any]) -> bool:
+    return _wep_fields(value) is not None
+
+
+# What workload_endpoint_fields gives: metadata name, namespace and labels (None when left out), then
+# spec.node, orchestrator, pod, workload, endpoint, serviceAccountName, interfaceName, mac (each a str or
+# None), ipNetworks (a list of str or None), whether every one of them is a canonical IPv4 address with or
+# without "/32", profiles (a list of str or None) and ports (as stored, or None).
+WorkloadFields = tuple[Any, ...]
+
+
+def _wep_fields(value: dict[str, Any]) -> WorkloadFields | None:
     if len(value) != 4 or value.get("kind") != "WorkloadEndpoint" or value.get("apiVersion") != V3:
-        return False  # len 4: apiVersion, kind, metadata and spec (required), nothing else
+        return None  # len 4: apiVersion, kind, metadata and spec (required), nothing else
     meta, spec = value.get("metadata"), value.get("spec")
     if meta.__class__ is not dict or spec.__class__ is not dict:
-        return False
-    name, labels = meta.get("name"), meta.get("labels")
+        return None
+    name, namespace, labels = meta.get("name"), meta.get("namespace"), meta.get("labels")
     if not (len(meta) == 3 and name.__class__ is str and 0 < len(name) <= 253 and _name_match(name) is not None
-            and meta.get("namespace") in NAMESPACES.ok and labels.__class__ is dict
+            and namespace in NAMESPACES.ok and labels.__class__ is dict
             and LABEL_KEYS.ok.issuperset(labels) and LABEL_VALUES.ok.issuperset(labels.values())):
         # Not the usual name, namespace and labels (all seen valid before): the whole check.
         if not metadata_ok(meta, True, subdomain):
-            return False
+            return None
     if not spec.keys() <= _WEP_SPEC:
-        return False
-    get = spec.get
-    node = get("node")
+        return None
+    node = spec.get("node")
     if node not in NAMES.ok and node is not None and (node.__class__ is not str or not NAMES(node)):
-        return False
-    if not _TEXT.issuperset((get("orchestrator").__class__, get("pod").__class__, get("endpoint").__class__,
-                             get("serviceAccountName").__class__, get("workload").__class__)):
-        return False
-    iface = get("interfaceName")
+        return None
+    orchestrator, pod, endpoint = spec.get("orchestrator"), spec.get("pod"), spec.get("endpoint")
+    service_account, workload = spec.get("serviceAccountName"), spec.get("workload")
+    if not ((orchestrator.__class__ is str or orchestrator is None) and (pod.__class__ is str or pod is None)
+            and (endpoint.__class__ is str or endpoint is None) and (workload.__class__ is str or workload is None)
+            and (service_account.__class__ is str or service_account is None)):
+        return None
+    iface = spec.get("interfaceName")
     if iface is not None and (iface.__class__ is not str or _iface_match(iface) is None):
-        return False
-    nets = get("ipNetworks")
+        return None
+    nets = spec.get("ipNetworks")
+    plain_v4 = True
     if nets is not None:
         if nets.__class__ is not list:
-            return False
+            return None
         for net in nets:
-            if net.__class__ is not str or (_ipv4_match(net) is None and not _single_address(net)):
-                return False
-    profiles = get("profiles")
+            if net.__class__ is not str:
+                return None
+            if _ipv4_match(net) is None:
+                if not _single_address(net):
+                    return None
+                plain_v4 = False
+    profiles = spec.get("profiles")
     if profiles is not None and (profiles.__class__ is not list or (
             not NAMES.ok.issuperset(profiles) and not _names(profiles))):
-        return False
-    cid = get("containerID")
+        return None
+    cid = spec.get("containerID")
     if cid is not None and (cid.__class__ is not str or (
             not (cid.isascii() and cid.isalnum()) and _CONTAINER_ID_RE.fullmatch(cid) is None)):
-        return False
-    mac = get("mac")
+        return None
+    mac = spec.get("mac")
     if mac is not None and (mac.__class__ is not str or _MAC_RE.fullmatch(mac) is None):
-        return False
-    ports = get("ports")
+        return None
+    ports = spec.get("ports")
+    fields = (name, namespace, labels, node, orchestrator, pod, workload, endpoint, service_account, iface, mac,
+              nets, plain_v4, profiles, ports)
     if ports is None:
-        return True
+        return fields
     if ports.__class__ is list and len(ports) == 1:
         port = ports[0]
         if port.__class__ is dict and len(port) == 3:
-            name, protocol, number = port.get("name"), port.get("protocol"), port.get("port")
-            if (name.__class__ is str and protocol.__class__ is str and number.__class__ is int
-                    and (name, protocol, number) in _PORTS_OK):
-                return True  # the usual single named port, seen valid before (exact types: no 1 == True)
-    return _wep_ports(ports)
+            port_name, protocol, number = port.get("name"), port.get("protocol"), port.get("port")
+            if (port_name.__class__ is str and protocol.__class__ is str and number.__class__ is int
+                    and (port_name, protocol, number) in _PORTS_OK):
+                return fields  # the usual single named port, seen valid before (exact types: no 1 == True)
+    elif ports.__class__ is list and 1 < len(ports) <= _PORTS_KEY_LIMIT:
+        key = _ports_key(ports)
+        if key is not None and key in _PORTS_OK:
+            return fields  # a list of named ports seen valid before (two: ~1.5 µs less than checking it again)
+    return fields if _wep_ports(ports) else None
+
+
+_PORTS_KEY_LIMIT = 8
+
+
+def _ports_key(ports: list[Any]) -> tuple[tuple[str, str, int], ...] | None:
+    """``(name, protocol, port)`` of each entry when every one is exactly that (exact types), else None."""
+    key = []
+    for port in ports:
+        if port.__class__ is not dict or len(port) != 3:
+            return None
+        name, protocol, number = port.get("name"), port.get("protocol"), port.get("port")
+        if name.__class__ is not str or protocol.__class__ is not str or number.__class__ is not int:
+            return None
+        key.append((name, protocol, number))
+    return tuple(key)
 
 
 def _names(names: list[Any]) -> bool:
@@ -358,6 +398,12 @@ def _wep_ports(ports: Any) -> bool:
         if len(_PORTS_OK) >= MEMO_LIMIT:  # remember the usual single named port (checked above: exact types)
             _PORTS_OK.clear()
         _PORTS_OK.add((names[0], ports[0]["protocol"], ports[0]["port"]))
+    elif 1 < len(ports) <= _PORTS_KEY_LIMIT:
+        key = _ports_key(ports)
+        if key is not None:  # a list of named ports (each exactly name, protocol and port): remember it whole
+            if len(_PORTS_OK) >= MEMO_LIMIT:
+                _PORTS_OK.clear()
+            _PORTS_OK.add(key)
     return True
 
 
@@ -367,41 +413,6 @@ def _ip_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# ---------------------------------------------------------------- NetworkSet, GlobalNetworkSet
-
-
-def _network_set(kind: str, namespaced: bool) -> Callable[[dict[str, Any]], bool]:
-    def check(value: dict[str, Any]) -> bool:
-        if value.get("kind") != kind or value.get("apiVersion") != V3:
-            return False
-        spec = value.get("spec", _EMPTY)
-        meta: Any = value.get("metadata")
-        if spec.__class__ is not dict or not value.keys() <= _TOP or not metadata_ok(meta, namespaced, subdomain):
-            return False
-        labels = meta.get("labels")
-        if labels is not None and RESERVED_NAMESPACE_LABEL in labels:
-            return False
-        if not spec.keys() <= _NETSET_SPEC:
-            return False
-        nets = spec.get("nets")
-        if nets is None:
-            return True
-        if nets.__class__ is not list:
-            return False
-        known = CIDRS.known
-        for net in nets:
-            if net.__class__ is not str or not (known.get(net) or CIDRS(net)):
-                return False
-        return True
-
-    return check
-
-
-_EMPTY: dict[str, Any] = {}
-_TOP = frozenset({"apiVersion", "kind", "metadata", "spec"})
-_NETSET_SPEC = frozenset({"nets"})
 
 
 # ---------------------------------------------------------------- the guard and the entry point
@@ -435,8 +446,6 @@ def enabled() -> bool:
 
             _CHECKS.update({
                 "WorkloadEndpoint": _wep,
-                "NetworkSet": _network_set("NetworkSet", True),
-                "GlobalNetworkSet": _network_set("GlobalNetworkSet", False),
                 **fastpolicy.CHECKS,
                 **fastkinds.CHECKS,
                 **fastconfig.CHECKS,
@@ -465,6 +474,18 @@ def accepts(kind: str, value: dict[str, Any]) -> bool:
         return check(value)
     except TypeError:  # an unhashable value where a string belongs: not the plain form
         return False
+
+
+def workload_endpoint_fields(value: Any) -> WorkloadFields | None:
+    """The fields of a WorkloadEndpoint map (see :data:`WorkloadFields`), read while checking it as
+    :func:`accepts` does: None unless the model certainly accepts it (a reader that needs them gets them
+    without a second pass over the map)."""
+    if not (_enabled or enabled()) or value.__class__ is not dict:
+        return None
+    try:
+        return _wep_fields(value)
+    except TypeError:  # an unhashable value where a string belongs: not the plain form
+        return None
 
 
 def accepts_workload_endpoint(value: dict[str, Any]) -> bool:

@@ -32,6 +32,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+# Every message class has a docstring: @dataclass gives one without it an inspect.signature() text,
+# ~50 us a class at import (~1 ms of start-up for this module, measured).
+
 
 class IPSetType(enum.Enum):
     NET = "net"  # members are CIDRs (endpoint addresses as /32 or /128, network-set nets)
@@ -40,6 +43,8 @@ class IPSetType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PortRange:
+    """An inclusive port range; ``first == last`` for a single port."""
+
     first: int
     last: int
 
@@ -78,12 +83,16 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class PolicyID:
+    """A policy's identity: its tier and its name."""
+
     tier: str
     name: str  # namespaced policies: "<namespace>/<name>"; staged policies never reach the dataplane
 
 
 @dataclass(frozen=True, slots=True)
 class ActivePolicyUpdate:
+    """A policy that applies to a local endpoint, with its compiled rules (new or changed)."""
+
     id: PolicyID
     inbound_rules: tuple[Rule, ...]
     outbound_rules: tuple[Rule, ...]
@@ -95,11 +104,15 @@ class ActivePolicyUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ActivePolicyRemove:
+    """A policy no longer applies to any local endpoint."""
+
     id: PolicyID
 
 
 @dataclass(frozen=True, slots=True)
 class ActiveProfileUpdate:
+    """A profile that applies to a local endpoint, with its compiled rules (new or changed)."""
+
     id: str  # profile name, e.g. "kns.default"
     inbound_rules: tuple[Rule, ...]
     outbound_rules: tuple[Rule, ...]
@@ -107,6 +120,8 @@ class ActiveProfileUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ActiveProfileRemove:
+    """A profile no longer applies to any local endpoint."""
+
     id: str
 
 
@@ -121,6 +136,8 @@ class IPSetUpdate:
 
 @dataclass(frozen=True, slots=True)
 class IPSetDeltaUpdate:
+    """Members added to and removed from a set the dataplane already has."""
+
     id: str
     added: frozenset[str]
     removed: frozenset[str]
@@ -128,6 +145,8 @@ class IPSetDeltaUpdate:
 
 @dataclass(frozen=True, slots=True)
 class IPSetRemove:
+    """A set is no longer referenced."""
+
     id: str
 
 
@@ -143,6 +162,8 @@ class TierInfo:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadEndpointID:
+    """A workload endpoint's identity."""
+
     orchestrator: str
     workload: str  # "<namespace>/<pod>"
     endpoint: str  # "eth0"
@@ -150,6 +171,8 @@ class WorkloadEndpointID:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadEndpoint:
+    """A local workload endpoint: its interface, addresses, profiles and policy tiers."""
+
     name: str  # host-side interface, e.g. "cali1234567890a"
     mac: str | None
     ipv4_nets: tuple[str, ...]
@@ -164,17 +187,23 @@ class WorkloadEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadEndpointUpdate:
+    """A local workload endpoint, new or changed."""
+
     id: WorkloadEndpointID
     endpoint: WorkloadEndpoint
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadEndpointRemove:
+    """A local workload endpoint is gone."""
+
     id: WorkloadEndpointID
 
 
 @dataclass(frozen=True, slots=True)
 class HostEndpoint:
+    """A host endpoint of this node: its interface, expected addresses, profiles and policy tiers."""
+
     name: str  # interface name, or "*" for all host interfaces
     expected_ipv4_addrs: tuple[str, ...]
     expected_ipv6_addrs: tuple[str, ...]
@@ -190,12 +219,16 @@ class HostEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class HostEndpointUpdate:
+    """A host endpoint of this node, new or changed."""
+
     id: str  # the HostEndpoint resource name
     endpoint: HostEndpoint
 
 
 @dataclass(frozen=True, slots=True)
 class HostEndpointRemove:
+    """A host endpoint of this node is gone."""
+
     id: str
 
 
@@ -208,6 +241,8 @@ class RouteType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class RouteUpdate:
+    """A route to program (or to know about, for a local workload), new or changed."""
+
     type: RouteType
     dst: str  # CIDR
     dst_node_name: str = ""
@@ -221,11 +256,15 @@ class RouteUpdate:
 
 @dataclass(frozen=True, slots=True)
 class RouteRemove:
+    """A route is gone."""
+
     dst: str
 
 
 @dataclass(frozen=True, slots=True)
 class VXLANTunnelEndpointUpdate:
+    """A node's VXLAN tunnel endpoint, new or changed."""
+
     node: str
     mac: str
     ipv4_addr: str  # the node's VTEP (tunnel) address
@@ -234,11 +273,15 @@ class VXLANTunnelEndpointUpdate:
 
 @dataclass(frozen=True, slots=True)
 class VXLANTunnelEndpointRemove:
+    """A node's VXLAN tunnel endpoint is gone."""
+
     node: str
 
 
 @dataclass(frozen=True, slots=True)
 class IPAMPoolUpdate:
+    """An IP pool, new or changed."""
+
     id: str  # pool name
     cidr: str
     masquerade: bool
@@ -248,6 +291,8 @@ class IPAMPoolUpdate:
 
 @dataclass(frozen=True, slots=True)
 class IPAMPoolRemove:
+    """An IP pool is gone."""
+
     id: str
 
 

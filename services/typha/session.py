@@ -145,7 +145,8 @@ class Session:
             if remaining <= 0:
                 raise SessionEnded("handshake-timeout", "no hello in time")
             try:
-                data = await asyncio.wait_for(self.reader.read(_READ_SIZE), remaining)
+                async with asyncio.timeout(remaining):  # (wait_for can swallow a cancellation in 3.11)
+                    data = await self.reader.read(_READ_SIZE)
             except TimeoutError:
                 raise SessionEnded("handshake-timeout", "no hello in time") from None
             if not data:

@@ -1,4 +1,4 @@
-"""The felix syncer's snapshot from sqlite: read as rows, delivered whole, the collector paused only meanwhile."""
+"""The felix syncer's snapshot from sqlite: read as rows, delivered with the collector paused only meanwhile."""
 
 from __future__ import annotations
 

@@ -225,3 +225,32 @@ def test_subclass_overrides_a_default() -> None:
 
     loaded = SettingsSpec(TyphaSettings, env_prefix="TYPHA_").load([], {"TYPHA_HEALTHENABLED": "true"})
     assert (loaded.settings.health_port, loaded.settings.health_enabled) == (9098, True)
+
+
+@pytest.mark.parametrize("argv", [[], ["-c", "CFG"], ["--config-file", "CFG"]])
+def test_usual_command_lines_skip_the_parser_with_the_same_result(tmp_path: Path, argv: list[str]) -> None:
+    """No flags, or only the config file: read without building argparse's parser, the same settings."""
+    cfg = write(tmp_path / "felix.cfg", "[global]\nHealthPort = 2\n")
+    argv = [cfg if a == "CFG" else a for a in argv]
+    env = {"FELIX_TYPHAADDR": "t:5473"}
+    quick = spec()
+    via_parser = spec()
+    via_parser._parser = via_parser.parser()
+    expected = vars(via_parser._parser.parse_args(argv))
+    loaded = quick.load(argv, env)
+    assert quick._parser is None  # the parser was never built
+    reference = via_parser.load(["--typha-addr", "t:5473", *argv], {})  # the same values through the parser
+    assert loaded.settings == reference.settings
+    assert loaded.config_file == (cfg if argv else None) and expected.get("_config_file") == loaded.config_file
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-c"], "expected one argument"),
+    (["-c", "--health-port"], "expected one argument"),
+    (["--config-file=MISSING"], "config file does not exist"),
+    (["-c", "MISSING", "--bogus"], "unrecognized arguments"),
+])
+def test_other_command_lines_still_go_through_the_parser(tmp_path: Path, argv: list[str], message: str) -> None:
+    argv = [a.replace("MISSING", str(tmp_path / "missing.cfg")) for a in argv]
+    with pytest.raises(SettingsError, match=message):
+        spec().load(argv, {})

@@ -75,6 +75,7 @@ FromModel = Callable[[str, Any], Any]  # (key, validated model) -> decoded
 Accepts = Callable[[str, dict[str, Any]], bool]
 
 FASTPATH: Any = object()  # "use libcalico.syncer.fastpath.accepts if it exists"
+NOT_SURE: Any = object()  # a checked reader's "I cannot vouch for this map: ask the model"
 # Kinds libcalico.syncer.fastview can show as their models would (a test keeps this its VIEW_KINDS).
 VIEW_KINDS = frozenset({"FelixConfiguration", "HostEndpoint", "IPPool", "Node"})
 
@@ -100,11 +101,13 @@ def _view_reader(kind: str, entry: KindRoute) -> Decoder:
 class KindRoute:
     """How one kind is decoded and who gets it."""
 
-    __slots__ = ("handlers", "raw", "stored", "from_model")
+    __slots__ = ("handlers", "raw", "validate", "checked", "stored", "from_model")
 
     def __init__(self) -> None:
         self.handlers: list[Handler] = []
-        self.raw: Decoder | None = None  # trusted map reader (the syncer validated the kind)
+        self.raw: Decoder | None = None  # map reader (trusted: the syncer validated the kind, unless ``validate``)
+        self.validate = False  # the kind's maps are validated here before ``raw`` reads them
+        self.checked: Decoder | None = None  # with the fast path: reads and vouches at once (or NOT_SURE)
         self.stored: Decoder | None = None  # map reader for maps ``accepts`` vouches for
         self.from_model: FromModel | None = None  # conversion of the validated model
 
@@ -117,9 +120,11 @@ class Dispatcher:
         self._bad: dict[str, int] = {}
         self._accepts_given = accepts
         self._accepts: Accepts | None = None
+        self._fast = False  # the default fast path is the one vouching
 
     def register(self, kind: str, handler: Handler, decoder: Decoder | None = None, *,
-                 stored: Decoder | None = None, from_model: FromModel | None = None) -> None:
+                 stored: Decoder | None = None, from_model: FromModel | None = None,
+                 validate: bool = False, checked: Decoder | None = None) -> None:
         """Call ``handler(key, info, value)`` for every update of ``kind`` (value None on deletion).
 
         ``decoder`` replaces validation and decoding for the kind: it reads the
@@ -129,6 +134,11 @@ class Dispatcher:
         ``stored`` reads the maps that ``accepts`` vouches for instead, giving
         the same result without the model (for a kind in :data:`VIEW_KINDS`
         without one: ``from_model`` of a model view).
+
+        With ``validate`` the kind's maps are validated here before
+        ``decoder`` reads them: ``checked(key, map)`` reads and vouches at once
+        with the default fast path (NOT_SURE when it cannot vouch), ``accepts``
+        vouches otherwise, and the model decides whatever nothing vouched for.
         """
         entry = self._kinds.get(kind)
         if entry is None:
@@ -136,6 +146,9 @@ class Dispatcher:
         entry.handlers.append(handler)
         if decoder is not None:
             entry.raw = decoder
+        entry.validate = entry.validate or validate
+        if checked is not None:
+            entry.checked = checked
         if stored is not None:
             entry.stored = stored
         if from_model is not None:
@@ -145,7 +158,7 @@ class Dispatcher:
 
     def parsed_kinds(self) -> frozenset[str]:
         """The kinds this dispatcher validates itself (typed models), rejecting bad values."""
-        return frozenset(k for k, e in self._kinds.items() if e.raw is None and k != IPAM_BLOCK)
+        return frozenset(k for k, e in self._kinds.items() if (e.raw is None or e.validate) and k != IPAM_BLOCK)
 
     def dispatch(self, update: Update) -> None:
         """Decode one update and hand it to its kind's handlers."""
@@ -172,22 +185,42 @@ class Dispatcher:
         bad = self._bad
         cut = len(prefix)
         out: list[Any] = []
+        if entry.validate:
+            # Only what the fast path vouches for is read here (``checked`` checks the key too); the rest goes
+            # the slow way, below.
+            checked = entry.checked if self._fast_path() else None
+            slow: list[Update] = []
+            for update in updates:
+                try:
+                    decoded = NOT_SURE if checked is None else checked(update.key, update.value)  # type: ignore[arg-type]
+                except (ValueError, KeyError, TypeError):
+                    decoded = NOT_SURE
+                if decoded is NOT_SURE:
+                    slow.append(update)
+                    continue
+                if bad:
+                    bad.pop(update.key, None)
+                if decoded is not None:
+                    out.append(decoded)
+            reader, updates = None, slow
         for update in updates:
             key, value = update.key, update.value
             namespace, _, name = key[cut:].partition("/")
             meta = value.get("metadata")  # type: ignore[union-attr]
-            if (namespace and name and "/" not in name and value.get("kind") == kind  # type: ignore[union-attr]
+            if (reader is not None and namespace and name and "/" not in name
+                    and value.get("kind") == kind  # type: ignore[union-attr]
                     and meta.__class__ is dict and meta.get("name") == name and meta.get("namespace") == namespace):
                 try:
                     decoded = reader(key, value)  # type: ignore[arg-type]
                 except (ValueError, KeyError, TypeError):
                     pass
                 else:
-                    if bad:
-                        bad.pop(key, None)
-                    if decoded is not None:
-                        out.append(decoded)
-                    continue
+                    if decoded is not NOT_SURE:
+                        if bad:
+                            bad.pop(key, None)
+                        if decoded is not None:
+                            out.append(decoded)
+                        continue
             info = classify(key)
             if info is not None and info.kind == kind:  # the slow way, which logs why the value is bad
                 decoded = self.decode(update, info, entry)
@@ -201,12 +234,10 @@ class Dispatcher:
         assert value is not None
         reason: str
         reader = entry.raw
+        if reader is not None and entry.validate:
+            return self._decode_validated(update, info, entry)
         if reader is None and entry.stored is not None:
-            accepts = self._accepts
-            if accepts is None and self._accepts_given is not None:
-                given = self._accepts_given
-                accepts = self._accepts = _fastpath_accepts() if given is FASTPATH else given  # type: ignore[assignment]
-                self._accepts_given = None
+            accepts = self._resolve_accepts()
             if accepts is not None and accepts(info.kind, value):
                 reader = entry.stored
         if reader is not None:
@@ -244,6 +275,57 @@ class Dispatcher:
                     self._bad.pop(update.key, None)
                     return resource if entry.from_model is None else entry.from_model(update.key, resource)
                 reason = f"the value is {resource.kind} {resource.metadata.name!r}, not what the key names"
+        return self._rejected(update, reason)
+
+    def _resolve_accepts(self) -> Accepts | None:
+        """The fast path's vouching function (resolved on first use: the fast path is imported only then)."""
+        accepts = self._accepts
+        if accepts is None and self._accepts_given is not None:
+            given = self._accepts_given
+            accepts = self._accepts = _fastpath_accepts() if given is FASTPATH else given  # type: ignore[assignment]
+            self._fast = given is FASTPATH and accepts is not None
+            self._accepts_given = None
+        return accepts
+
+    def _fast_path(self) -> bool:
+        """Whether the default fast path vouches (so ``checked`` readers may be used)."""
+        self._resolve_accepts()
+        return self._fast
+
+    def _decode_validated(self, update: Update, info: KeyInfo, entry: KindRoute) -> Any:
+        """A raw kind validated here: read by ``checked`` or ``raw`` once vouched for, else after the model."""
+        value = update.value
+        assert value is not None and entry.raw is not None
+        meta = value.get("metadata")
+        if (value.get("kind") != info.kind or not isinstance(meta, dict)
+                or meta.get("name") != info.name or meta.get("namespace") != info.namespace):
+            return self._rejected(update, f"the value is not the {info.kind} {info.name!r} that the key names")
+        try:
+            accepts = self._resolve_accepts()
+            if self._fast and entry.checked is not None:
+                decoded = entry.checked(update.key, value)
+            elif accepts is not None and accepts(info.kind, value):
+                decoded = entry.raw(update.key, value)
+            else:
+                decoded = NOT_SURE
+            if decoded is NOT_SURE:
+                from libcalico.resources import (
+                    parse_resource,  # the models: only when something needs them
+                )
+
+                try:
+                    parse_resource(value)
+                except ValidationError as exc:
+                    return self._rejected(update, str(exc))
+                decoded = entry.raw(update.key, value)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._rejected(update, f"{type(exc).__name__}: {exc}")
+        if self._bad:
+            self._bad.pop(update.key, None)
+        return decoded
+
+    def _rejected(self, update: Update, reason: str) -> None:
+        """A value that is not valid: logged once per key and revision; it counts as deleted."""
         if self._bad.get(update.key) != update.revision:
             self._bad[update.key] = update.revision
             import structlog  # only a bad value needs the logger

@@ -100,7 +100,6 @@ def _strings(value: object, what: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-_STR = frozenset({str})
 _STR_OR_NONE = frozenset({str, type(None)})
 
 
@@ -135,6 +134,7 @@ class _Interned:
     def __init__(self) -> None:
         self.profiles: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.ports: dict[tuple[object, ...], NamedPort] = {}
+        self.single: dict[tuple[object, ...], tuple[NamedPort, ...]] = {}  # a one-entry spec.ports → its ports
         self.scoped: dict[tuple[str, ...], bool] = {}  # label keys → whether one is a pcns./pcsa. label
 
     def has_scoped(self, labels: dict[str, str]) -> bool:
@@ -165,6 +165,20 @@ class _Interned:
 
     def port_list(self, raw: object) -> tuple[NamedPort, ...]:
         """The named ports of ``spec.ports``; ValueError when an entry has no port number."""
+        if raw.__class__ is list and len(raw) == 1 and raw[0].__class__ is dict:
+            # The common form, one plain entry: one lookup (0.2 µs against 0.3 µs).
+            entry = raw[0]
+            name, protocol, port = entry.get("name"), entry.get("protocol"), entry.get("port")
+            if name.__class__ is str and port.__class__ is int and (protocol is None or protocol.__class__ is str):
+                found = self.single.get((name, protocol, port))
+                if found is None:
+                    found = self.single[(name, protocol, port)] = self._port_list(raw)
+                    if len(self.single) > self.LIMIT:
+                        self.single.clear()
+                return found
+        return self._port_list(raw)
+
+    def _port_list(self, raw: object) -> tuple[NamedPort, ...]:
         out = []
         cache = self.ports
         for p in raw:  # type: ignore[attr-defined]
@@ -189,6 +203,9 @@ class _Interned:
 
 
 _INTERNED = _Interned()
+_PROFILE_LISTS = _INTERNED.profiles
+_SCOPED_KEYS = _INTERNED.scoped
+_NO_LABELS: dict[str, str] = {}  # read only
 # EndpointData(...) without its keyword-default handling (all ten fields given, in order): the bulk load's path.
 _new_data = partial(tuple.__new__, EndpointData)
 
@@ -202,41 +219,116 @@ def workload_record(key: str, value: dict[str, object], hostname: str) -> Endpoi
     (the common shapes with a few C-level checks, anything else field by field).
     """
     meta, spec = value.get("metadata"), value.get("spec")
-    if not isinstance(meta, dict) or not isinstance(spec, dict):
-        raise ValueError("a WorkloadEndpoint needs metadata and spec maps")
-    labels = meta.get("labels") or {}
-    if labels.__class__ is not dict or not {*map(type, labels.values())} <= _STR:
-        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-            raise ValueError("metadata.labels must map strings to strings")
+    if meta.__class__ is not dict or spec.__class__ is not dict:
+        if not isinstance(meta, dict) or not isinstance(spec, dict):
+            raise ValueError("a WorkloadEndpoint needs metadata and spec maps")
+    labels = meta.get("labels") or _NO_LABELS
+    if labels.__class__ is dict:
+        try:
+            "".join(labels.values())  # every value a string (~50 ns less than a set of their types)
+        except TypeError:
+            raise ValueError("metadata.labels must map strings to strings") from None
+    elif not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ValueError("metadata.labels must map strings to strings")
     raw_ports = spec.get("ports")
     ports = _INTERNED.port_list(raw_ports) if raw_ports else ()
-    name = str(meta["name"])
-    namespace = str(meta.get("namespace") or "default")
-    texts = tuple(map(spec.get, _TEXT_FIELDS))
-    if not {*map(type, texts)} <= _STR_OR_NONE:
-        texts = _checked_texts(spec)
-    node, orchestrator, pod, workload, endpoint, service_account, interface, mac = texts
+    name = meta["name"]
+    namespace = meta.get("namespace") or "default"
+    if namespace.__class__ is not str:
+        namespace = str(namespace)
+    # The string fields, each read by a call of its own and checked by a chain of ``is`` (~0.4 µs an endpoint
+    # less than a map and a set of types).
+    node, orchestrator, pod, workload = spec.get("node"), spec.get("orchestrator"), spec.get("pod"), \
+        spec.get("workload")
+    endpoint, service_account, interface, mac = spec.get("endpoint"), spec.get("serviceAccountName"), \
+        spec.get("interfaceName"), spec.get("mac")
+    if not ((node.__class__ is str or node is None) and (orchestrator.__class__ is str or orchestrator is None)
+            and (pod.__class__ is str or pod is None) and (workload.__class__ is str or workload is None)
+            and (endpoint.__class__ is str or endpoint is None)
+            and (service_account.__class__ is str or service_account is None)
+            and (interface.__class__ is str or interface is None) and (mac.__class__ is str or mac is None)):
+        node, orchestrator, pod, workload, endpoint, service_account, interface, mac = \
+            _checked_texts(spec)
     raw_nets = spec.get("ipNetworks")
     if raw_nets.__class__ is list and len(raw_nets) == 1 and raw_nets[0].__class__ is str \
             and _V4_HOST_32(raw_nets[0]):
         nets: tuple[str, ...] = (raw_nets[0],)
     else:
         nets = tuple(map(_net_text, _strings(raw_nets, "spec.ipNetworks")))
-    profiles = _INTERNED.profile_list(spec.get("profiles"))
+    raw_profiles = spec.get("profiles")
+    try:  # the common case inline: a list of strings seen before (saves a call an endpoint)
+        profiles = _PROFILE_LISTS[tuple(raw_profiles)] if raw_profiles.__class__ is list else None
+    except (KeyError, TypeError):
+        profiles = None
+    if profiles is None:
+        profiles = _INTERNED.profile_list(raw_profiles)
     spoof_raw = spec.get("allowSpoofedSourcePrefixes")
     spoof = tuple(str(_host_net(n)) for n in _strings(spoof_raw, "spec.allowSpoofedSourcePrefixes")) \
         if spoof_raw is not None else ()
     if not nets:
         return None
-    if labels and _INTERNED.has_scoped(labels):  # an endpoint cannot claim namespace or service-account labels
-        labels = {k: v for k, v in labels.items() if not _SCOPED(k)}
+    return _record(key, hostname, labels, name, namespace, node, orchestrator, pod, workload, endpoint,
+                   service_account, interface, mac, nets, profiles, ports, spoof)
+
+
+def workload_from_fields(key: str, fields: tuple[Any, ...], hostname: str) -> EndpointData | None:
+    """What :func:`workload_record` gives for a stored WorkloadEndpoint map, from the fields the syncer's fast
+    path read while vouching for it (``libcalico.syncer.fastpath.workload_endpoint_fields``): nothing is
+    checked twice, and the map is not walked again (~1 µs an endpoint less than reading it)."""
+    (name, namespace, labels, node, orchestrator, pod, workload, endpoint, service_account, interface, mac,
+     raw_nets, plain_v4, raw_profiles, raw_ports) = fields
+    if not raw_nets:
+        return None
+    if plain_v4:  # canonical IPv4 addresses, with or without "/32"
+        if len(raw_nets) == 1:
+            net = raw_nets[0]
+            nets: tuple[str, ...] = (net,) if net.endswith("/32") else (net + "/32",)
+        else:
+            nets = tuple(n if n.endswith("/32") else n + "/32" for n in raw_nets)
+    else:
+        nets = tuple(map(_net_text, raw_nets))
+    if raw_profiles:
+        profiles = _PROFILE_LISTS.get(tuple(raw_profiles)) or _INTERNED.profile_list(raw_profiles)
+    else:
+        profiles = ()
+    ports = _INTERNED.port_list(raw_ports) if raw_ports else ()
+    if node != hostname:  # the common case without the general call (one call fewer an endpoint)
+        return _new_data((key, _own_labels(labels or _NO_LABELS, namespace or "default", orchestrator,
+                                           service_account), profiles, nets, ports, False, None, None, None, ""))
+    return _record(key, hostname, labels or _NO_LABELS, name, namespace or "default", node, orchestrator, pod,
+                   workload, endpoint, service_account, interface, mac, nets, profiles, ports, ())
+
+
+def _own_labels(labels: dict[str, str], namespace: str, orchestrator: str | None,
+                service_account: str | None) -> dict[str, str]:
+    """A WorkloadEndpoint's own labels: its labels less ``pcns.*``/``pcsa.*``, with those it is given."""
+    if labels:
+        scoped = _SCOPED_KEYS.get(tuple(labels))
+        if scoped is None:
+            scoped = _INTERNED.has_scoped(labels)
+        if scoped:  # an endpoint cannot claim namespace or service-account labels
+            labels = {k: v for k, v in labels.items() if not _SCOPED(k)}
+    if service_account and orchestrator and ORCHESTRATOR_LABEL not in labels:
+        # The usual labels in one step (saves two dict insertions an endpoint).
+        return {**labels, NAMESPACE_LABEL: namespace, ORCHESTRATOR_LABEL: orchestrator,
+                SERVICE_ACCOUNT_LABEL: service_account}
     own = {**labels, NAMESPACE_LABEL: namespace}
     if orchestrator and ORCHESTRATOR_LABEL not in own:
         own[ORCHESTRATOR_LABEL] = orchestrator
     if service_account:
         own[SERVICE_ACCOUNT_LABEL] = service_account
+    return own
+
+
+def _record(key: str, hostname: str, labels: dict[str, str], name: object, namespace: str, node: str | None,
+            orchestrator: str | None, pod: str | None, workload: str | None, endpoint: str | None,
+            service_account: str | None, interface: str | None, mac: str | None, nets: tuple[str, ...],
+            profiles: tuple[str, ...], ports: tuple[NamedPort, ...], spoof: tuple[str, ...]) -> EndpointData:
+    """A WorkloadEndpoint's record from its checked fields (texts: a string, or empty or None)."""
+    own = _own_labels(labels, namespace, orchestrator, service_account)
     if node != hostname:
         return _new_data((key, own, profiles, nets, ports, False, None, None, None, ""))
+    name = str(name)
     wid = WorkloadEndpointID(orchestrator or "k8s", f"{namespace}/{pod or workload or name}", endpoint or "eth0")
     msg = WorkloadEndpointMsg(
         name=interface or "",

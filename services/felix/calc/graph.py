@@ -22,8 +22,10 @@ bulk, in the order that makes each step cheapest: tiers, config, routes and
 profiles; then every endpoint and network set at once (decoded, labels
 inherited, handed to the IP-set index as one batch, before any selector
 exists); then the local endpoints' profiles; then the policies, whose
-selectors the label indexes answer by set algebra, activating each IP set
-with its whole membership counted in one go. The result is the state that
+selectors the label indexes answer by set algebra; then the IP sets their
+rules need (held until here, so every label key their selectors read is
+indexed in one pass over the items), each with its whole membership counted
+in one go. The result is the state that
 applying the updates one by one gives (the tests compare the two); after
 the first in-sync every update goes through the incremental paths.
 
@@ -56,6 +58,7 @@ from services.felix.calc.dirty import Dirty
 from services.felix.calc.dispatcher import (
     FASTPATH,
     IPAM_BLOCK,
+    NOT_SURE,
     Accepts,
     Dispatcher,
     KeyInfo,
@@ -66,6 +69,7 @@ from services.felix.calc.endpoints import (
     host_endpoint,
     network_set,
     network_set_from_stored,
+    workload_from_fields,
     workload_record,
 )
 from services.felix.calc.inheritance import InheritanceIndex
@@ -135,9 +139,16 @@ class CalcGraph:
     """Felix's calculation graph for one node; see the module docstring."""
 
     def __init__(self, hostname: str, sink: Callable[[list[Message]], None] | None = None, *,
-                 accepts: Accepts | None | object = FASTPATH) -> None:
+                 accepts: Accepts | None | object = FASTPATH, validate_workloads: bool = False) -> None:
         """``accepts(kind, map)`` vouches for stored maps read without the models (default: the syncer's
-        fast path, when it has one; None: always the models)."""
+        fast path, when it has one; None: always the models).
+
+        ``validate_workloads``: validate WorkloadEndpoints here as well (they are
+        then among :meth:`validated_kinds`, so a direct syncer need not): the fast
+        path's check of a map also reads it for the graph (10,100 endpoints:
+        ~42 ms here, against ~34 ms in the syncer plus ~31 ms here). Off, the
+        stream in front is trusted to have validated them (Typha does).
+        """
         if not hostname:
             raise ValueError("the calculation graph needs this node's hostname (Node name), got an empty one")
         self.hostname = hostname
@@ -159,7 +170,9 @@ class CalcGraph:
         self._scanner.listen(self._seq.set_activated, self._seq.set_deactivated)
         self._pending: dict[str, Update] | None = {}  # before the first in-sync: the latest update per key
         d = self._dispatcher = Dispatcher(accepts)
-        d.register("WorkloadEndpoint", self._on_item, self._decode_workload)
+        self._workload_fields: Callable[[Any], tuple[Any, ...] | None] | None = None
+        d.register("WorkloadEndpoint", self._on_item, self._decode_workload, validate=validate_workloads,
+                   checked=self._check_workload)
         d.register("HostEndpoint", self._on_item, from_model=self._host_endpoint)
         d.register("NetworkSet", self._on_item, stored=network_set_from_stored, from_model=network_set)
         d.register("GlobalNetworkSet", self._on_item, stored=network_set_from_stored, from_model=network_set)
@@ -259,9 +272,10 @@ class CalcGraph:
             data = dispatcher.decode(update, info, entry)
             if data is not None:
                 loaded.append(data)
-        self._load_items(loaded)
-        for update, info, entry in policies:
-            self._on_policy(update.key, info, dispatcher.decode(update, info, entry))
+        with self._scanner.held():  # IP sets activated at the end, their label keys indexed in one pass
+            self._load_items(loaded)
+            for update, info, entry in policies:
+                self._on_policy(update.key, info, dispatcher.decode(update, info, entry))
 
     def _load_items(self, loaded: list[EndpointData]) -> None:
         """Every endpoint and network set of the snapshot, before any IP set is active."""
@@ -280,6 +294,19 @@ class CalcGraph:
 
     def _decode_workload(self, key: str, value: dict[str, Any]) -> EndpointData | None:
         return workload_record(key, value, self.hostname)
+
+    def _check_workload(self, key: str, value: dict[str, Any]) -> EndpointData | None:
+        """A WorkloadEndpoint the fast path vouches for, read as it checked it (NOT_SURE: it cannot vouch)."""
+        fields_of = self._workload_fields
+        if fields_of is None:
+            # Imported on first use, as the dispatcher's fast path is.
+            from libcalico.syncer.fastpath import workload_endpoint_fields
+
+            fields_of = self._workload_fields = workload_endpoint_fields
+        fields = fields_of(value)
+        if fields is None or fields[1] is None or key != _WORKLOAD_PREFIX + fields[1] + "/" + fields[0]:
+            return NOT_SURE  # (a key that does not name the map: the dispatcher's slow way says so)
+        return workload_from_fields(key, fields, self.hostname)
 
     def _host_endpoint(self, key: str, value: Any) -> EndpointData:
         return host_endpoint(key, value, self.hostname)

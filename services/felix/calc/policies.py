@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from libcalico.selector import Selector
@@ -56,11 +56,9 @@ class PolicyRecord:
     name: str  # metadata.name
     inbound_rules: RuleMaps
     outbound_rules: RuleMaps
-
-    @property
-    def sort_key(self) -> tuple[float, str]:
-        """Order within a tier: Felix's PolKVLess, order then ``<name>/<namespace>/<kind>``."""
-        return (self.order, f"{self.name}/{self.namespace or ''}/{self.kind}")
+    # Order within a tier: Felix's PolKVLess, order then ``<name>/<namespace>/<kind>`` (made once: every
+    # flush sorts each endpoint's policies by it).
+    sort_key: tuple[float, str] = field(compare=False)
 
 
 class ProfileRecord(NamedTuple):
@@ -104,12 +102,13 @@ def policy_from_map(key: str, kind: str, name: str, namespace: str | None, spec:
         untracked, pre_dnat = bool(spec.get("doNotTrack")), bool(spec.get("preDNAT"))
         forward = bool(spec.get("applyOnForward"))
     order = spec.get("order")
+    order = math.inf if order is None else float(order)
     return PolicyRecord(
         key=key,
         id=PolicyID(spec.get("tier") or DEFAULT_TIER, full_name),
         namespace=namespace,
         selector=selector,
-        order=math.inf if order is None else float(order),
+        order=order,
         ingress="Ingress" in types,
         egress="Egress" in types,
         untracked=untracked,
@@ -119,6 +118,7 @@ def policy_from_map(key: str, kind: str, name: str, namespace: str | None, spec:
         name=name,
         inbound_rules=_rules(ingress),
         outbound_rules=_rules(egress),
+        sort_key=(order, f"{name}/{namespace or ''}/{kind}"),
     )
 
 

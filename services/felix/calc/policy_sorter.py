@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from services.felix.calc.policies import DEFAULT_TIER, STATIC_TIER_ORDERS, PolicyRecord
@@ -40,6 +41,8 @@ def tier_from_stored(key: str, value: Mapping[str, Any]) -> TierRecord:
     if order is None:
         order = STATIC_TIER_ORDERS.get(value["metadata"]["name"])
     return (None if order is None else float(order), (spec.get("defaultAction") or "Deny").lower())
+
+_SORT_KEY = attrgetter("sort_key")
 
 # Built-in tiers that Calico's API server creates; used when no Tier resource is seen.
 BUILTIN_DEFAULT_ACTIONS = {DEFAULT_TIER: "deny", "kube-admin": "pass", "kube-baseline": "pass"}
@@ -91,16 +94,16 @@ class PolicySorter:
     def _tiers_of(self, policies: Iterable[PolicyRecord]) -> tuple[TierInfo, ...]:
         by_tier: dict[str, list[PolicyRecord]] = {}
         for record in policies:
-            by_tier.setdefault(record.id.tier, []).append(record)
+            group = by_tier.get(record.id.tier)
+            if group is None:
+                by_tier[record.id.tier] = [record]
+            else:
+                group.append(record)
         out = []
-        for tier in sorted(by_tier, key=self.tier_key):
-            ordered = sorted(by_tier[tier], key=lambda r: r.sort_key)
-            out.append(TierInfo(
-                name=tier,
-                ingress_policies=tuple(r.id.name for r in ordered if r.ingress),
-                egress_policies=tuple(r.id.name for r in ordered if r.egress),
-                default_action=self.default_action(tier),
-            ))
+        for tier in sorted(by_tier, key=self.tier_key) if len(by_tier) > 1 else by_tier:
+            ordered = sorted(by_tier[tier], key=_SORT_KEY)
+            out.append(TierInfo(tier, tuple([r.id.name for r in ordered if r.ingress]),
+                                tuple([r.id.name for r in ordered if r.egress]), self.default_action(tier)))
         return tuple(out)
 
     def workload_tiers(self, policies: Iterable[PolicyRecord]) -> tuple[TierInfo, ...]:

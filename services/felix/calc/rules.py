@@ -105,6 +105,8 @@ def _icmp(fields: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
 
 
 def _as_map(value: RuleInput) -> Mapping[str, Any]:
+    if value.__class__ is dict:  # a stored map: no ABC check (~0.1 µs a rule)
+        return value
     return value if isinstance(value, Mapping) else value.model_dump()
 
 

@@ -113,6 +113,8 @@ def service_account_selector(match: Mapping[str, Any] | Any) -> str:
 
 def _fields(value: Mapping[str, Any] | Any) -> Mapping[str, Any]:
     """A stored map as it is, or a model as the same map."""
+    if value.__class__ is dict:  # a stored map: no ABC check (~0.1 µs a rule side)
+        return value
     return value if isinstance(value, Mapping) else value.model_dump()
 
 
@@ -129,22 +131,45 @@ def entity_selector(entity: Mapping[str, Any] | Any, namespace: str | None) -> S
 def _entity_selector(selector: str | None, namespace_selector: str | None,
                      service_accounts: tuple[str | None, tuple[str, ...]] | None, negated: bool,
                      namespace: str | None) -> Selector | None:
-    ns_node: Node | None = None
+    ns_part: Selector | None = None
     if namespace_selector:
-        ns_node = _namespace_node(namespace_selector)
+        ns_part = _namespace_part(namespace_selector)
     elif namespace:
-        ns_node = _in_namespace(namespace)
-    parts: list[Node] = []
+        ns_part = _namespace_equals(namespace)
+    parts: list[Selector] = []
     if service_accounts is not None:
         sa = _service_account_node(*service_accounts)
         if sa is not None:
-            parts.append(sa)
+            parts.append(Selector(sa))
     if selector:
-        parts.append(_root(selector))
-    node = parts[0] if len(parts) == 1 else (And(tuple(parts)) if parts else None)
-    if ns_node is not None and (node is not None or negated or namespace_selector):
-        node = _and(ns_node, node) if node is not None else ns_node
-    return None if node is None else Selector(node)
+        parts.append(parse(selector))
+    part = parts[0] if len(parts) == 1 else (_joined(*parts) if parts else None)
+    if ns_part is not None and (part is not None or negated or namespace_selector):
+        part = _joined(ns_part, part) if part is not None else ns_part
+    return part
+
+
+def _joined(first: Selector, *rest: Selector) -> Selector:
+    """The selector of the text ``(<first>) && (<second>) ...``: ``And`` of their trees, its canonical text
+    composed from theirs (``(a && b)``) rather than printed again (~0.5 µs a selector, on every cold start)."""
+    parts = (first, *rest)
+    return Selector(And(tuple(p.root for p in parts)), "(" + " && ".join(map(str, parts)) + ")")
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _namespace_part(namespace_selector: str) -> Selector:
+    return Selector(_namespace_node(namespace_selector))
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _namespace_equals(namespace: str) -> Selector:
+    return Selector(_in_namespace(namespace), in_namespace(namespace))
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _policy_part(text: str, prefix: str, all_to: Node | None) -> Selector:
+    """A policy's namespaceSelector or serviceAccountSelector rewritten onto ``prefix``-ed keys."""
+    return Selector(_reparsed(rewrite(_root(text), prefix, all_to=all_to)))
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -155,15 +180,15 @@ def policy_selector(
     service_account_selector: str | None = None,
 ) -> Selector:
     """The endpoint selector of a whole policy: its selector scoped to its namespace and service accounts."""
-    node = _root(selector) if selector else None
+    part = parse(selector) if selector else None
     if namespace:
-        node = _and(node, _in_namespace(namespace)) if node is not None else _in_namespace(namespace)
+        part = _joined(part, _namespace_equals(namespace)) if part is not None else _namespace_equals(namespace)
     if namespace_selector:
-        ns = _reparsed(rewrite(_root(namespace_selector), NAMESPACE_PREFIX, all_to=Has(NAMESPACE_LABEL)))
-        node = _and(node, ns) if node is not None else ns
+        ns = _policy_part(namespace_selector, NAMESPACE_PREFIX, Has(NAMESPACE_LABEL))
+        part = _joined(part, ns) if part is not None else ns
     if service_account_selector:
         # A GlobalNetworkPolicy's all() means "has a service account"; a NetworkPolicy's stays all().
         all_to = None if namespace else Has(SERVICE_ACCOUNT_LABEL)
-        sa = _reparsed(rewrite(_root(service_account_selector), SERVICE_ACCOUNT_PREFIX, all_to=all_to))
-        node = _and(node, sa) if node is not None else sa
-    return ALL if node is None else Selector(node)
+        sa = _policy_part(service_account_selector, SERVICE_ACCOUNT_PREFIX, all_to)
+        part = _joined(part, sa) if part is not None else sa
+    return ALL if part is None else part

@@ -65,6 +65,7 @@ def endpoint_chain(name: str, renderer: RuleRenderer, tiers: Sequence[TierInfo],
         rules.append(f"jump {failsafe}")
     rules.extend(prologue)
     refs: set[str] = set()
+    if_clear, accepted_return = f"{_is_clear(pass_)} ", f"{_is_set(accept)} return"  # once, not per policy
     for tier in tiers:
         policies = tier.ingress_policies if inbound else tier.egress_policies
         if not policies:
@@ -73,17 +74,17 @@ def endpoint_chain(name: str, renderer: RuleRenderer, tiers: Sequence[TierInfo],
         for policy in policies:
             target = names.policy_chain(tier.name, policy, inbound)
             refs.add(target)
-            rules.append(f"{_is_clear(pass_)} jump {target}")
+            rules.append(f"{if_clear}jump {target}")
             if not inbound:
-                rules.append(f"{_is_set(accept)} return")
+                rules.append(accepted_return)
         if tier.default_action.lower() != "pass":
-            rules.append(f"{_is_clear(pass_)} {deny}")
+            rules.append(f"{if_clear}{deny}")
     for profile in profiles:
         target = names.profile_chain(profile, inbound)
         refs.add(target)
         rules.append(f"jump {target}")
         if not inbound:
-            rules.append(f"{_is_set(accept)} return")
+            rules.append(accepted_return)
     rules.append(deny)
     return make_chain(name, rules), refs
 

@@ -18,6 +18,7 @@ loading them is 2.5x slower.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import operator
 import socket
@@ -58,8 +59,10 @@ class MapDef:
         return f"{{ type {self.type}; }}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def setdef_for(name: str) -> SetDef:
-    """The declaration implied by a set's name prefix (see :mod:`names`)."""
+    """The declaration implied by a set's name prefix (see :mod:`names`); made once per name (a set is
+    refreshed at every change of its members)."""
     if name.startswith("cali40s-"):
         return SetDef(name, "ipv4_addr", False)
     if name.startswith("cali60s-"):
@@ -136,11 +139,22 @@ def _fast_named_port_v4(member: str) -> _Member | None:
     addr_text, _, proto_port = member.partition(",")
     proto_text, _, port_text = proto_port.rpartition(":")
     proto = _PROTOCOLS.get(proto_text.lower() or "tcp")
-    host = _fast_host_v4(addr_text)
-    if (host is None or host.start != host.end or proto is None or not port_text.isdigit()
-            or not 0 <= int(port_text) <= 65535):
+    if proto is None or not (port_text.isascii() and port_text.isdigit()):
         return None
-    return _new_member(_Member, (4, 0, -1, f"{host.text} . {proto} . {int(port_text)}", 8))
+    port = int(port_text)
+    if port > 65535:
+        return None
+    if "/" in addr_text:
+        host = _fast_host_v4(addr_text)
+        if host is None or host.start != host.end:
+            return None
+        addr_text = host.text
+    else:  # the usual bare address: only checked (a third of the cost of parsing it as a host member)
+        try:
+            _inet_pton(_AF_INET, addr_text)
+        except OSError:
+            return None
+    return _new_member(_Member, (4, 0, -1, f"{addr_text} . {proto} . {port}", 8))
 
 
 def _parse(member: str, set_type: IPSetType) -> _Member | None:
@@ -177,7 +191,7 @@ class IPSetMembers:
         self.set_id = set_id
         self._members: dict[str, _Member] = {}
         self._nets = [0, 0, 0, 0, 0, 0, 0]  # members wider than one address, indexed by IP version
-        self._kinds: Counter[int] | None = Counter()  # members by _Member.kind (None: count again)
+        self._kinds: set[int] | None = set()  # the _Member.kinds among the members (None: look again)
         self._cache: dict[int, frozenset[str]] = {}
         self._names: dict[tuple[int, bool], str] = {}
 
@@ -213,8 +227,12 @@ class IPSetMembers:
             for member in fresh:
                 cache[member] = mine[member] = fast(member) or parse_member(member, self.type, f"IP set {self.set_id}")
         self._members = cast(dict[str, _Member], mine)
-        self._kinds = kinds = Counter(map(_KIND, self._members.values()))  # one pass in C
-        self._nets = [0, 0, 0, 0, kinds[9], 0, kinds[13]]
+        self._kinds = kinds = set(map(_KIND, self._members.values()))  # one pass in C (half a Counter's cost)
+        if 9 in kinds or 13 in kinds:  # nets among them (rare): count them
+            counts = Counter(map(_KIND, self._members.values()))
+            self._nets = [0, 0, 0, 0, counts[9], 0, counts[13]]
+        else:
+            self._nets = [0, 0, 0, 0, 0, 0, 0]
         self._cache.clear()
 
     def update(self, added: frozenset[str], removed: frozenset[str]) -> None:
@@ -245,11 +263,11 @@ class IPSetMembers:
         values = self._members.values()
         kinds = self._kinds
         if kinds is None:
-            self._kinds = kinds = Counter(map(_KIND, values))
+            self._kinds = kinds = set(map(_KIND, values))
         for ver in (4, 6):  # both at once: both are asked for
-            if not kinds[2 * ver] + kinds[2 * ver + 1]:
+            if 2 * ver not in kinds and 2 * ver + 1 not in kinds:
                 self._cache[ver] = _EMPTY
-            elif kinds[2 * ver + 1]:  # nets: without the members they cover
+            elif 2 * ver + 1 in kinds:  # nets: without the members they cover
                 self._cache[ver] = frozenset(deoverlap([m for m in values if m.version == ver]))
             elif len(kinds) == 1:  # all of this version, single addresses (the common case): one pass in C
                 self._cache[ver] = frozenset(map(_TEXT, values))

@@ -58,6 +58,9 @@ class NftBackend(Protocol):
     async def delete_table_if_present(self, family: str, table: str) -> bool:
         """Delete a table if it exists; True when one was deleted."""
 
+    def set_nice(self, value: int) -> None:
+        """Run ``nft`` processes at this niceness from now on, and move those running now to it."""
+
     def close(self) -> None:
         """Release resources."""
 
@@ -137,6 +140,10 @@ class LibNftables:
             raise NftablesError(_first_lines(err))
         return True
 
+    def set_nice(self, value: int) -> None:
+        if self._bulk is not None:
+            self._bulk.set_nice(value)
+
     def close(self) -> None:
         self._thread.call(self._apply_ctx.free)
         self._thread.call(self._json_ctx.free)
@@ -153,6 +160,8 @@ class NftProcess:
             raise DataplaneError("the nft program is not installed (Debian package nftables)")
         path = netns_path(netns)
         self._prefix = [nft] if path is None else ["nsenter", f"--net={path}", nft]
+        self._nice = 0
+        self._running: set[int] = set()  # pids of the nft processes running now
 
     async def _run(self, args: list[str], batch: str | None = None) -> tuple[int, str, str]:
         fds = [os.memfd_create(name, os.MFD_CLOEXEC) for name in ("felix-nft-batch", "felix-nft-out", "felix-nft-err")]
@@ -160,7 +169,7 @@ class NftProcess:
             if batch is not None:
                 os.write(fds[0], batch.encode())
                 args = ["-f", f"/dev/fd/{fds[0]}", *args]
-            rc = await run_process([*self._prefix, *args], fds[1], fds[2], (fds[0],))
+            rc = await run_process([*self._prefix, *args], fds[1], fds[2], (fds[0],), self._nice, self._running)
             out, err = _read_all(fds[1]), _read_all(fds[2])
         finally:
             for fd in fds:
@@ -188,6 +197,11 @@ class NftProcess:
             raise NftablesError(_first_lines(err))
         return True
 
+    def set_nice(self, value: int) -> None:
+        self._nice = value
+        for pid in list(self._running):
+            renice(pid, value)
+
     def close(self) -> None:
         return None
 
@@ -201,9 +215,17 @@ def open_backend(kind: str, thread: NamespaceThread) -> NftBackend:
     raise DataplaneError(f"unknown nftables backend {kind!r}; expected 'libnftables' or 'nft'")
 
 
-async def run_process(argv: list[str], stdout: int, stderr: int, pass_fds: tuple[int, ...] = ()) -> int:
-    """Run ``argv`` to its end and return its exit status; its exit is awaited through a pidfd."""
+async def run_process(argv: list[str], stdout: int, stderr: int, pass_fds: tuple[int, ...] = (), nice: int = 0,
+                      running: set[int] | None = None) -> int:
+    """Run ``argv`` to its end and return its exit status; its exit is awaited through a pidfd.
+
+    ``nice``: the process's niceness; ``running``: holds its pid while it runs (to renice it).
+    """
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=pass_fds)
+    if nice:
+        renice(proc.pid, nice)
+    if running is not None:
+        running.add(proc.pid)
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
 
@@ -222,7 +244,17 @@ async def run_process(argv: list[str], stdout: int, stderr: int, pass_fds: tuple
         loop.remove_reader(pidfd)
         os.close(pidfd)
         proc.wait()
+        if running is not None:
+            running.discard(proc.pid)
     return proc.returncode
+
+
+def renice(pid: int, value: int) -> None:
+    """Set a process's niceness; a process that is gone, or a priority we may not raise, is left alone."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, value)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _read_all(fd: int) -> bytes:

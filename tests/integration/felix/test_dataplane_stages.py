@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import subprocess
 import time
 
 from services.felix.dataplane import names
+from services.felix.dataplane.dataplane import Dataplane, DataplaneOptions
 from services.felix.dataplane.filterstate import FilterState
 from services.felix.dataplane.ipsets import SetDef
 from services.felix.dataplane.kernelstate import parse_table
 from services.felix.dataplane.namespace import NamespaceThread
 from services.felix.dataplane.netlinkplan import RouteTarget, route_request
-from services.felix.dataplane.nft import NftProcess, run_process
+from services.felix.dataplane.nft import NftProcess, renice, run_process
 from services.felix.dataplane.rtnl import RouteSocket, watch_links
 from services.felix.dataplane.ruleset import TableState, snapshot
 from services.felix.dataplane.settings import DataplaneSettings
@@ -30,6 +32,7 @@ from services.felix.dataplane.stages import apply_in_stages
 from services.felix.messages import (
     ActivePolicyUpdate,
     ActiveProfileUpdate,
+    InSync,
     IPSetType,
     IPSetUpdate,
     PolicyID,
@@ -188,6 +191,25 @@ async def test_a_process_finishes_while_the_event_loop_is_busy() -> None:
     assert time.perf_counter() - started < 1.0
 
 
+async def test_a_running_process_is_reniced() -> None:
+    running: set[int] = set()
+    job = asyncio.ensure_future(run_process(["sleep", "5"], subprocess.DEVNULL, subprocess.DEVNULL, nice=5,
+                                            running=running))
+    try:
+        deadline = time.monotonic() + 5
+        while not running and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        (pid,) = running
+        assert os.getpriority(os.PRIO_PROCESS, pid) == 5
+        renice(pid, 0)  # root may raise it back
+        assert os.getpriority(os.PRIO_PROCESS, pid) == 0
+    finally:
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+    assert not running  # forgotten once it is gone
+
+
 async def test_link_events_name_the_interface(netns_pool: NetnsPool) -> None:  # noqa: F811
     host = netns_pool.netns("h")
     thread = NamespaceThread(host.name)
@@ -216,3 +238,43 @@ async def test_link_events_name_the_interface(netns_pool: NetnsPool) -> None:  #
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         thread.close()
+
+
+async def test_the_first_apply_lets_no_traffic_through_before_the_last_batch(netns_pool: NetnsPool) -> None:  # noqa: F811
+    """Routes and the interface sysctls that let traffic through wait for the hooking batch; the
+    restricting ones (``accept_ra=0``, strict ``rp_filter``) may go earlier."""
+    underlay = netns_pool.underlay()
+    host = netns_pool.host("h", "10.0.0.1", underlay)
+    pod = netns_pool.pod(host, "a", "10.65.0.2")
+    iface = pod.iface
+    dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
+    seen: dict[str, str] = {}
+    send_batch = dp._send_batch
+
+    async def last_batch(text: str, bulk: bool = False) -> None:
+        if " hook " in text and not seen:  # the hooking batch, before nft has it
+            seen["route"] = host.run_ip("route", "show", "10.65.0.2/32").stdout.strip()
+            for key in (f"net.ipv4.conf.{iface}.proxy_arp", f"net.ipv4.conf.{iface}.forwarding",
+                        f"net.ipv4.conf.{iface}.route_localnet", "net.ipv4.ip_forward"):
+                seen[key] = host.sysctl(key)
+        await send_batch(text, bulk)
+
+    dp._send_batch = last_batch  # type: ignore[method-assign]
+    task = asyncio.create_task(dp.run())
+    try:
+        for msg in (ActiveProfileUpdate("kns.default", (Rule("allow"),), (Rule("allow"),)),
+                    WorkloadEndpointUpdate(WorkloadEndpointID("k8s", "default/a", "eth0"), WorkloadEndpoint(
+                        iface, pod.mac, ("10.65.0.2/32",), (), ("kns.default",), ())), InSync()):
+            dp.send(msg)
+        await dp.settled()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert dp.ready.is_set() and seen
+    assert seen["route"] == "" and seen[f"net.ipv4.conf.{iface}.proxy_arp"] == "0"
+    assert seen[f"net.ipv4.conf.{iface}.route_localnet"] == "0"
+    assert host.sysctl(f"net.ipv4.conf.{iface}.proxy_arp") == "1"  # all of it once the rules were in
+    assert host.sysctl(f"net.ipv6.conf.{iface}.accept_ra") == "0"
+    assert host.sysctl(f"net.ipv4.conf.{iface}.rp_filter") == "1"
+    assert "10.65.0.2" in host.run_ip("route", "show", "10.65.0.2/32").stdout

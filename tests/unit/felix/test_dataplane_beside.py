@@ -1,4 +1,4 @@
-"""The stage sent beside the sets stage: which chains it may hold and what it declares (no kernel)."""
+"""The chains stages sent before the sets stage: which chains they may hold and what they declare (no kernel)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 from services.felix.dataplane.errors import NftablesError
 from services.felix.dataplane.ipsets import MapDef, SetDef
 from services.felix.dataplane.ruleset import BaseSpec, DesiredTable, TableState, make_chain
-from services.felix.dataplane.stages import SetValue, apply_in_stages, plan_beside_stage
+from services.felix.dataplane.stages import apply_in_stages, plan_chains_stage
 from tests.unit.felix.test_dataplane_stages import filter_state
 
 FORWARD = BaseSpec("filter", "forward", 0)
@@ -19,13 +19,12 @@ def setdef(name: str) -> SetDef:
 
 def table() -> DesiredTable:
     out = DesiredTable()
-    for name in ("cali40s-a", "cali40s-b", "cali40s-late"):
+    for name in ("cali40s-a", "cali40s-b"):
         out.put_set(setdef(name), frozenset({"10.0.0.1"}))
     out.put_chain(make_chain("cali-pi-p", ["ip saddr @cali40s-a accept"]))
     out.put_chain(make_chain("cali-pi-q", ["ip saddr @cali40s-b ip daddr @cali40s-old accept"]))
-    out.put_chain(make_chain("cali-pi-late", ["ip saddr @cali40s-late accept"]))  # its set is not loading
     out.put_chain(make_chain("cali-tw-x", ["jump cali-pi-p", "jump cali-pi-q", "drop"]))
-    out.put_chain(make_chain("cali-tw-y", ["jump cali-pi-late", "drop"]))  # jumps to a chain left out
+    out.put_chain(make_chain("cali-tw-y", ["jump cali-pi-gone", "drop"]))  # jumps to a chain nobody brings
     out.put_chain(make_chain("cali-tw-z", ["goto cali-tw-y"]))  # and so, through it, this one too
     out.put_chain(make_chain("cali-wl-to-host", ["iifname vmap @cali-from-wl-dispatch", "drop"]))
     out.put_chain(make_chain("filter-FORWARD", ["accept"], FORWARD))
@@ -34,20 +33,16 @@ def table() -> DesiredTable:
     return out
 
 
-def loading(desired: DesiredTable, *names: str) -> dict[str, SetValue]:
-    return {name: desired.sets[name] for name in names}
-
-
-def test_beside_stage_holds_unreached_chains_whose_sets_and_targets_exist_by_then() -> None:
+def test_a_chains_stage_holds_unreached_chains_whose_targets_exist_by_then() -> None:
     desired = table()
     kernel = TableState(chains={"cali-pi-kept": (None, ("old",))},
                         sets={"cali40s-old": (setdef("cali40s-old"), frozenset())})
-    batch, chains = plan_beside_stage(desired, kernel, loading(desired, "cali40s-a", "cali40s-b"))
-    assert set(chains) == {"cali-pi-p", "cali-pi-q", "cali-tw-x"}
+    batch, chains, declared, elsewhere = plan_chains_stage(desired, kernel)
+    assert set(chains) == {"cali-pi-p", "cali-pi-q", "cali-tw-x"} and elsewhere == []
     assert all(base is None for base, _hashes in chains.values())
     lines = batch.text().splitlines()
-    declared = [line.split()[4] for line in lines if line.startswith("add set")]
-    assert declared == ["cali40s-a", "cali40s-b"]  # what the rules name and the kernel lacks; never elements
+    assert [line.split()[4] for line in lines if line.startswith("add set")] == ["cali40s-a", "cali40s-b"]
+    assert set(declared) == {"cali40s-a", "cali40s-b"}  # what the rules name and the kernel lacks; never elements
     assert not any(line.startswith(("add element", "flush", "delete")) for line in lines)
     assert not any(" hook " in line or "vmap" in line for line in lines)
     created = [line.split()[4] for line in lines if line.startswith("add chain")]
@@ -56,32 +51,33 @@ def test_beside_stage_holds_unreached_chains_whose_sets_and_targets_exist_by_the
     assert all(lines.index(f"add chain inet calico {name}") < first_rule for name in created)
 
 
-def test_beside_stage_leaves_out_chains_the_kernel_has() -> None:
+def test_a_chains_stage_leaves_out_chains_the_kernel_has() -> None:
     desired = table()
     kernel = TableState(chains={name: (None, ("old",)) for name in desired.chains if name.startswith("cali-pi-")},
                         sets={name: value for name, value in desired.sets.items()})
-    batch, chains = plan_beside_stage(desired, kernel, {})
+    kernel.chains["cali-pi-gone"] = (None, ("old",))
+    batch, chains, declared, _ = plan_chains_stage(desired, kernel)
     assert set(chains) == {"cali-tw-x", "cali-tw-y", "cali-tw-z"}  # the kernel has every target
-    assert not any(line.startswith("add set") for line in batch.text().splitlines())
+    assert declared == {} and not any(line.startswith("add set") for line in batch.text().splitlines())
 
 
-def test_a_failed_sets_stage_cancels_the_beside_stage() -> None:
+def test_a_failed_batch_cancels_the_others() -> None:
     state = filter_state(policies=200)
-    started: list[str] = []
-    cancelled: list[str] = []
-    sets_may_fail = asyncio.Event()
+    started: list[int] = []
+    cancelled: list[int] = []
+    first_may_fail = asyncio.Event()
 
     async def run(text: str) -> None:
-        kind = "sets" if not started else "other"
-        started.append(kind)
+        index = len(started)
+        started.append(index)
         try:
-            if kind == "sets":
-                await asyncio.wait_for(sets_may_fail.wait(), 5)
+            if index == 0:
+                await asyncio.wait_for(first_may_fail.wait(), 5)
                 raise NftablesError("rejected", batch_lines=text.count("\n"))
-            sets_may_fail.set()
-            await asyncio.sleep(5)  # a long load: cancelled when the sets stage fails
+            first_may_fail.set()
+            await asyncio.sleep(5)  # a long load: cancelled when the first batch fails
         except asyncio.CancelledError:
-            cancelled.append(kind)
+            cancelled.append(index)
             raise
 
     async def go() -> None:
@@ -92,27 +88,27 @@ def test_a_failed_sets_stage_cancels_the_beside_stage() -> None:
         raise AssertionError("the apply did not fail")
 
     asyncio.run(asyncio.wait_for(go(), 10))
-    assert started == ["sets", "other"] and cancelled == ["other"]
+    assert started[:2] == [0, 1] and cancelled == started[1:]  # every other batch in flight was stopped
 
 
-def test_chains_a_middle_stage_is_loading_are_left_to_it_and_only_declared() -> None:
+def test_chains_another_batch_brings_are_left_to_it_and_only_declared() -> None:
     desired = table()
     kernel = TableState(sets={"cali40s-old": (setdef("cali40s-old"), frozenset())})
-    batch, chains = plan_beside_stage(desired, kernel, loading(desired, "cali40s-a", "cali40s-b"),
-                                      loading_chains={"cali-pi-p"})
+    batch, chains, _declared, elsewhere = plan_chains_stage(desired, kernel, loading_chains={"cali-pi-p"})
     assert "cali-pi-p" not in chains and "cali-tw-x" in chains  # it may jump there: whoever commits first
+    assert elsewhere == ["cali-pi-p"]
     lines = batch.text().splitlines()
     assert "add chain inet calico cali-pi-p" in lines  # declared (empty) so the jump finds it
     assert not any(line.startswith("add rule inet calico cali-pi-p ") for line in lines)  # its rules: once
 
 
-def test_nothing_goes_beside_a_middle_stage_and_every_rule_reaches_the_kernel_once() -> None:
+def test_every_rule_reaches_the_kernel_once_whatever_finishes_first() -> None:
     state = filter_state(policies=300)
     batches: list[str] = []
 
     async def run(text: str) -> None:
         batches.append(text)
-        if len(batches) == 2:  # the middle stage: still loading when rendering ends
+        if len(batches) == 1:  # the first chains batch: still loading when everything else is planned
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 5
             while state.pending and loop.time() < deadline:
@@ -120,8 +116,7 @@ def test_nothing_goes_beside_a_middle_stage_and_every_rule_reaches_the_kernel_on
             await asyncio.sleep(0)
 
     report = asyncio.run(asyncio.wait_for(apply_in_stages(state, None, run), 10))
-    assert state.pending == 0
-    assert len(report.batches) == 3  # sets, a middle stage, the last one: nothing goes beside a middle stage
+    assert state.pending == 0 and len(report.batches) == 4
     added = [line.split(" comment ")[0] for text in batches for line in text.splitlines()
              if line.startswith("add rule")]
     want = [f"add rule inet calico {name} {body}" for name, chain in state.table.chains.items() for body in chain.rules]

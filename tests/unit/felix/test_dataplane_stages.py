@@ -21,16 +21,18 @@ from services.felix.dataplane.ruleset import (
 )
 from services.felix.dataplane.settings import DataplaneSettings
 from services.felix.dataplane.stages import (
+    STAGED_NFT_NICE,
     Backlog,
     apply_in_stages,
+    plan_chains_stage,
     plan_last_stage,
     plan_sets_stage,
-    plan_unreached_stage,
     split_first_turn,
 )
 from services.felix.messages import (
     ActivePolicyUpdate,
     ActiveProfileUpdate,
+    ConfigUpdate,
     InSync,
     IPAMPoolUpdate,
     IPSetDeltaUpdate,
@@ -87,19 +89,22 @@ def test_sets_stage_creates_new_sets_refills_changed_ones_and_leaves_other_kinds
                      "add element inet calico cali40s-b { 10.0.0.3 }"]
 
 
-def test_middle_stage_holds_only_chains_nothing_hooked_reaches() -> None:
+def test_a_chains_stage_holds_only_chains_nothing_hooked_reaches() -> None:
     table = desired()
-    staged = TableState(sets={name: value for name, value in table.sets.items() if name != "cali40s-c"})
-    skip: set[str] = set()
-    batch, sets, chains = plan_unreached_stage(table, staged, skip)
-    assert set(chains) == {"cali-pi-p"}  # no jumps, no maps, no hooks
-    assert skip == {"cali-tw-x", "cali-wl-to-host", "filter-FORWARD"}
-    assert set(sets) == {"cali40s-c"}  # a set the kernel lacks comes along
-    text = batch.text()
-    assert "hook" not in text and "add element inet calico cali-to-wl-dispatch" not in text
-    staged.chains["cali-pi-p"] = chains["cali-pi-p"]
-    staged.sets.update(sets)
-    assert plan_unreached_stage(table, staged, skip)[2] == {}  # nothing new left to stage
+    table.drop_chain("cali-pi-p")  # not rendered yet: a later batch brings it
+    batch, chains, declared, elsewhere = plan_chains_stage(table, TableState(), loading_chains={"cali-pi-p"})
+    assert set(chains) == {"cali-tw-x"}  # no hooks, no maps; its jump lands on a chain declared here
+    assert elsewhere == ["cali-pi-p"] and declared == {}
+    lines = batch.text().splitlines()
+    assert "add chain inet calico cali-pi-p" in lines and not any("add rule inet calico cali-pi-p " in line
+                                                                   for line in lines)
+    assert "hook" not in batch.text() and "cali-to-wl-dispatch" not in batch.text()
+    table = desired()
+    batch, chains, declared, elsewhere = plan_chains_stage(table, TableState(sets=dict(table.sets)))
+    assert set(chains) == {"cali-pi-p", "cali-tw-x"} and declared == {} and elsewhere == []
+    batch, chains, declared, _ = plan_chains_stage(table, TableState())
+    assert declared == {"cali40s-a": PLAIN}  # a set the kernel lacks is declared, without elements
+    assert not any(line.startswith("add element") for line in batch.text().splitlines())
 
 
 def test_last_stage_swaps_only_what_differs_and_deletes_stale_objects_last() -> None:
@@ -157,28 +162,65 @@ class Recorder:
         self.hook_calls.append((self.state.pending, len(self.batches)))
 
 
-async def test_stages_load_sets_first_chains_unreached_and_hook_everything_in_the_last_batch() -> None:
+async def test_stages_load_chains_then_sets_and_hook_everything_in_the_last_batch() -> None:
     state = filter_state()
     assert state.pending > 0  # policies wait to be rendered
     recorder = Recorder(state)
     report = await apply_in_stages(state, None, recorder.run, recorder.hook)
     assert state.pending == 0
-    assert len(recorder.batches) >= 3 and report.batches == [b.count("\n") for b in recorder.batches]
-    first, *middle, last = [b.splitlines() for b in recorder.batches]
-    assert all(line.startswith(("add table", "add set", "add element")) for line in first)
-    assert any(names.ipset_name("sel", 4, False) in line for line in first)
-    for batch in middle:  # unreachable: no hooks, no jumps, no dispatch entries
-        assert not any("hook" in line or " jump " in line or "vmap" in line or "dispatch" in line for line in batch)
-        assert any(line.startswith("add rule inet calico cali-pi-") for line in batch)
+    assert len(recorder.batches) == 4 and report.batches == [b.count("\n") for b in recorder.batches]
+    endpoint, policies, sets, last = [b.splitlines() for b in recorder.batches]
+    for batch in (endpoint, policies, sets):  # nothing hooked, nothing in a dispatch map
+        assert not any(" hook " in line or "vmap" in line or "dispatch" in line for line in batch)
+    assert any(line.startswith("add rule inet calico cali-tw-cali1 ") for line in endpoint)
+    assert not any(line.startswith("add rule inet calico cali-pi-") for line in endpoint)  # only declared there
+    assert any(line.startswith("add rule inet calico cali-pi-") for line in policies)
+    assert all(line.startswith(("add table", "add set", "add element")) for line in sets)
+    assert any(line.startswith(f"add element inet calico {names.ipset_name('sel', 4, False)} ") for line in sets)
     assert any("hook forward" in line for line in last)
     assert any(line.startswith("add element inet calico cali-to-wl-dispatch") for line in last)
-    created = [line.split()[4] for batch in recorder.batches for line in batch.splitlines()
-               if line.startswith(("add chain", "add set", "add map"))]
+    created = {line.split()[4] for batch in recorder.batches for line in batch.splitlines()
+               if line.startswith(("add chain", "add set", "add map"))}
     table = state.table
-    assert sorted(created) == sorted([*table.chains, *table.sets, *table.maps])  # each object once
+    assert created == {*table.chains, *table.sets, *table.maps}  # every object, and nothing else
+    added = [line.split(" comment ")[0] for batch in recorder.batches for line in batch.splitlines()
+             if line.startswith("add rule")]
+    assert sorted(added) == sorted(f"add rule inet calico {name} {body}" for name, chain in table.chains.items()
+                                   for body in chain.rules)  # every rule once
     assert len(recorder.hook_calls) == 1 and recorder.hook_calls[0][0] == 0  # once, when rendering was done
     assert recorder.hook_calls[0][1] < len(recorder.batches)  # and before the last batch went
     assert all(done >= sent for sent, done in report.spans)
+
+
+async def test_nft_yields_to_this_thread_only_while_it_makes_batches() -> None:
+    state = filter_state(policies=50)
+    recorder = Recorder(state)
+    events: list[tuple[str, int]] = []
+    real_run = recorder.run
+
+    async def run(text: str) -> None:
+        events.append(("batch", len(recorder.batches)))
+        await real_run(text)
+
+    await apply_in_stages(state, None, run, nice=lambda value: events.append(("nice", value)))
+    assert events[0] == ("nice", STAGED_NFT_NICE)
+    restored = events.index(("nice", 0))
+    assert [kind for kind, _n in events[:restored]].count("batch") == len(recorder.batches) - 1  # all but the last
+    assert events[-1] == ("nice", 0)
+
+    failing = Recorder(filter_state(policies=50), fail_first=True)
+    calls: list[int] = []
+    with pytest.raises(NftablesError):
+        await apply_in_stages(failing.state, None, failing.run, nice=calls.append)
+    assert calls[0] == STAGED_NFT_NICE and calls[-1] == 0
+
+
+async def test_the_last_batch_may_go_another_way() -> None:
+    state = filter_state(policies=20)
+    recorder, last = Recorder(state), Recorder(state)
+    await apply_in_stages(state, None, recorder.run, run_last=last.run)
+    assert len(last.batches) == 1 and " hook " in last.batches[0]
+    assert not any(" hook " in batch for batch in recorder.batches)
 
 
 async def test_a_rejected_stage_stops_the_apply() -> None:
@@ -203,14 +245,17 @@ async def test_an_object_of_another_kind_makes_the_last_batch_a_whole_replace() 
 def first_turn_messages(policies: int = 200) -> list[Message]:
     mine = tuple(f"ns/p{i}" for i in range(policies))
     return [
+        ConfigUpdate({}),
         ActiveProfileUpdate("kns.ns", (Rule("allow"),), (Rule("allow"),)),
         IPSetUpdate("sel", IPSetType.NET, frozenset({"10.65.0.2/32"})),
         *(ActivePolicyUpdate(PolicyID("default", f"ns/p{i}"), (
             Rule("allow", protocol=6, src_ip_set_ids=("sel", f"s{i}"), dst_ports=(PortRange(80, 80),)),), ())
           for i in range(policies)),
         *(IPSetUpdate(f"s{i}", IPSetType.NET, frozenset({f"10.66.{i // 250}.{i % 250}/32"})) for i in range(policies)),
+        IPSetUpdate("wide", IPSetType.NET, frozenset({"10.67.0.0/16"})),  # an interval set: its users render again
+        ActivePolicyUpdate(PolicyID("default", "ns/wide"), (Rule("allow", src_ip_set_ids=("wide",)),), ()),
         WorkloadEndpointUpdate(WorkloadEndpointID("k8s", "ns/pod", "eth0"), WorkloadEndpoint(
-            "cali1", None, ("10.65.0.2/32",), (), ("kns.ns",), (TierInfo("default", mine, ()),))),
+            "cali1", None, ("10.65.0.2/32",), (), ("kns.ns",), (TierInfo("default", (*mine, "ns/wide"), ()),))),
         IPAMPoolUpdate("pool", "10.65.0.0/16", True),
         IPSetDeltaUpdate("sel", frozenset({"10.65.0.3/32"}), frozenset()),
         InSync(),
@@ -218,49 +263,60 @@ def first_turn_messages(policies: int = 200) -> list[Message]:
 
 
 def fold_into(state: FilterState) -> Callable[[Message], None]:
-    """What the driver folds with: filter messages into ``state`` (InSync is the driver's own)."""
+    """What the driver folds with: filter messages into ``state`` (InSync and config are the driver's own)."""
     def fold(msg: Message) -> None:
-        if not isinstance(msg, InSync):
+        if not isinstance(msg, InSync | ConfigUpdate):
             state.apply(cast(FilterMessage, msg))  # the test sends nothing else
     return fold
 
 
-def test_the_first_turn_folds_sets_first_and_keeps_each_kind_in_order() -> None:
+def test_the_first_turn_folds_policies_now_and_keeps_each_group_in_order() -> None:
     messages = first_turn_messages(3)
-    early, late = split_first_turn(messages)
-    assert sorted(map(id, early + late)) == sorted(map(id, messages))
-    assert all(isinstance(m, IPSetUpdate | IPSetDeltaUpdate | IPAMPoolUpdate | InSync) for m in early)
-    assert [m for m in messages if m in early] == early and [m for m in messages if m in late] == late
-    assert isinstance(early[-2], IPSetDeltaUpdate)  # a set's delta stays after its update
-    assert {type(m) for m in late} == {ActiveProfileUpdate, ActivePolicyUpdate, WorkloadEndpointUpdate}
+    now, endpoints, ipsets = split_first_turn(messages)
+    assert sorted(map(id, now + endpoints + ipsets)) == sorted(map(id, messages))
+    for group in (now, endpoints, ipsets):
+        assert [m for m in messages if m in group] == group
+    assert {type(m) for m in now} == {ConfigUpdate, ActiveProfileUpdate, ActivePolicyUpdate, IPAMPoolUpdate, InSync}
+    assert {type(m) for m in endpoints} == {WorkloadEndpointUpdate}
+    assert {type(m) for m in ipsets} == {IPSetUpdate, IPSetDeltaUpdate}
+    assert isinstance(ipsets[-1], IPSetDeltaUpdate)  # a set's delta stays after its update
 
 
-async def test_a_backlog_is_folded_while_nft_works_and_the_table_is_the_same() -> None:
+async def test_the_backlogs_are_folded_while_nft_works_and_the_table_is_the_same() -> None:
     messages = first_turn_messages()
     everything = FilterState(DataplaneSettings())
     for msg in messages:
         fold_into(everything)(msg)
     state = FilterState(DataplaneSettings())
-    early, late = split_first_turn(messages)
-    for msg in early:
+    now, endpoints, ipsets = split_first_turn(messages)
+    for msg in now:
         fold_into(state)(msg)
-    backlog = Backlog(late, fold_into(state))
+    endpoint_backlog, ipset_backlog = Backlog(endpoints, fold_into(state)), Backlog(ipsets, fold_into(state))
     recorder = Recorder(state)
-    await apply_in_stages(state, None, recorder.run, recorder.hook, backlog)
-    assert len(backlog) == 0 and state.pending == 0
+    await apply_in_stages(state, None, recorder.run, recorder.hook, endpoint_backlog, ipset_backlog)
+    assert len(endpoint_backlog) == len(ipset_backlog) == 0 and state.pending == 0
     first = recorder.batches[0].splitlines()
-    assert not any("cali-pi-" in line or "cali-tw-" in line for line in first)  # nothing folded late in it
-    assert sum(line.startswith("add set") for line in first) == len(state.table.sets)  # every set: all came first
+    assert not any(line.startswith("add element") for line in first)  # the IP sets were not folded yet
     assert snapshot(state.table) == snapshot(everything.table)
     assert recorder.hook_calls == [(0, recorder.hook_calls[0][1])]
+    wide = names.ipset_name("wide", 4, False, True)
+    assert wide in state.table.sets and names.ipset_name("wide", 4, False) not in state.table.sets
+    policy = names.policy_chain("default", "ns/wide", True)
+    early = [line for batch in recorder.batches[:-1] for line in batch.splitlines()
+             if line.startswith(f"add rule inet calico {policy} ") and " ip saddr " in line]
+    assert early and all(f"@{names.ipset_name('wide', 4, False)} " in line for line in early)  # rendered blind
+    assert any(f"@{wide} " in line for line in recorder.batches[-1].splitlines())  # and swapped in the last batch
+    assert f"delete set inet calico {names.ipset_name('wide', 4, False)}" in recorder.batches[-1].splitlines()
 
 
-async def test_the_backlog_is_folded_even_when_a_batch_fails() -> None:
+async def test_the_backlogs_are_folded_even_when_a_batch_fails() -> None:
     state = FilterState(DataplaneSettings())
-    early, late = split_first_turn(first_turn_messages())
-    for msg in early:
+    now, endpoints, ipsets = split_first_turn(first_turn_messages())
+    for msg in now:
         fold_into(state)(msg)
-    backlog = Backlog(late, fold_into(state))
+    endpoint_backlog, ipset_backlog = Backlog(endpoints, fold_into(state)), Backlog(ipsets, fold_into(state))
     with pytest.raises(NftablesError):
-        await apply_in_stages(state, None, Recorder(state, fail_first=True).run, None, backlog)
-    assert len(backlog) == 0 and len(state.workloads) == 1
+        await apply_in_stages(state, None, Recorder(state, fail_first=True).run, None, endpoint_backlog,
+                              ipset_backlog)
+    assert len(endpoint_backlog) == len(ipset_backlog) == 0
+    assert len(state.workloads) == 1 and "wide" in state.ipsets

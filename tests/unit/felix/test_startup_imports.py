@@ -20,8 +20,11 @@ from libcalico.datastore.sqlite import SqliteBackend
 from libcalico.resources import parse_resource
 
 # Heavy for start-up and not needed before the first apply when there is nothing to validate:
-# HTTP framework, resource models, console rendering, netlink, Prometheus (made on the first scrape).
-HEAVY = ("aiohttp", "pydantic", "libcalico.resources", "rich", "pyroute2", "prometheus_client")
+# HTTP framework, resource models, console rendering, netlink, Prometheus (made on the first scrape),
+# the command-line parser (the usual command lines are read without it) and ctypes.util (its
+# find_library runs ``ldconfig`` in a subprocess; libc is the process's own symbols).
+HEAVY = ("aiohttp", "pydantic", "libcalico.resources", "rich", "pyroute2", "prometheus_client", "argparse",
+         "ctypes.util")
 
 # Records, for each heavy module, the first line of this project that imported it.
 TRACER = """
