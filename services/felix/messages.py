@@ -304,6 +304,12 @@ class ConfigUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointsReady:
+    """Before the first InSync: the configuration, pools and every local endpoint of the first complete
+    snapshot have been sent, final; its policies, profiles and IP sets follow, then InSync."""
+
+
+@dataclass(frozen=True, slots=True)
 class InSync:
     """The graph has sent everything for the first complete snapshot."""
 
@@ -313,5 +319,5 @@ Message = (
     | IPSetUpdate | IPSetDeltaUpdate | IPSetRemove
     | WorkloadEndpointUpdate | WorkloadEndpointRemove | HostEndpointUpdate | HostEndpointRemove
     | RouteUpdate | RouteRemove | VXLANTunnelEndpointUpdate | VXLANTunnelEndpointRemove
-    | IPAMPoolUpdate | IPAMPoolRemove | ConfigUpdate | InSync
+    | IPAMPoolUpdate | IPAMPoolRemove | ConfigUpdate | EndpointsReady | InSync
 )

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("felix.pipeline")
 
+EARLY_START_WAIT = 1.0  # longest the rest of the first snapshot waits for nft to start on the endpoints
 RECHECK_INTERVAL = 0.2  # how often the monitor looks again while an endpoint's interface is missing
 _TRACKED = frozenset({ConfigUpdate, WorkloadEndpointUpdate, WorkloadEndpointRemove, HostEndpointUpdate,
                       HostEndpointRemove, InSync})  # the message types _forward looks into
@@ -123,6 +124,7 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._reported: dict[str, EndpointStatus] | None = None  # None: report even when empty
         self.ever_in_sync = False
+        self._finisher: asyncio.Task[None] | None = None  # sends the rest of the first snapshot
 
     # ------------------------------------------------------------ syncer callbacks
 
@@ -133,13 +135,46 @@ class Pipeline:
         self.status = status
         self.ever_in_sync = self.ever_in_sync or status is SyncStatus.IN_SYNC
         self.metrics.resync_state(status)
+        self.complete_snapshot()
         self.graph.on_status(status)
-        self._forward(self.graph.flush())
+        if self.graph.snapshot_pending:
+            # The first in-sync: the endpoints go first, so that the dataplane starts nft on their chains
+            # while the graph works out the policies and IP sets (see complete_snapshot).
+            self._forward(self.graph.flush_early())
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # called outside the event loop (tests): no one to overlap with
+                self.complete_snapshot()
+            else:
+                self._finisher = loop.create_task(self._finish_snapshot(), name="felix-snapshot")
+        else:
+            self._forward(self.graph.flush())
         if self.on_change is not None:
             self.on_change()
 
+    async def _finish_snapshot(self) -> None:
+        """Let the dataplane hand the endpoints' chains to nft, then send the rest of the first snapshot."""
+        try:
+            async with asyncio.timeout(EARLY_START_WAIT):
+                await self.dataplane.early_started.wait()
+        except TimeoutError:
+            log.warning("dataplane did not start on the endpoints in time; sending the rest",
+                        waited=EARLY_START_WAIT)
+        self.complete_snapshot()
+        if self.on_change is not None:
+            self.on_change()
+
+    def complete_snapshot(self) -> None:
+        """Send the rest of the first snapshot (policies, profiles, IP sets, InSync) if it is pending.
+
+        Called before anything else reaches the graph, so later updates follow the snapshot in order.
+        """
+        if self.graph.snapshot_pending:
+            self._forward(self.graph.flush())
+
     def on_updates(self, updates: list[Update]) -> None:
         """A batch of datastore updates."""
+        self.complete_snapshot()
         started = time.perf_counter()
         self.graph.on_updates(updates)
         messages = self.graph.flush()

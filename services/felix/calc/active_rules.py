@@ -51,6 +51,8 @@ class ActiveRules:
         self._profiles_of_ep: dict[str, tuple[str, ...]] = {}
         self._users_of_profile: dict[str, set[str]] = {}
         self.desired_profiles: dict[str, ActiveProfileUpdate] = {}
+        # While deferring (a cold start's first part): policies and profiles that became active, compiled later.
+        self._deferred: dict[tuple[str, str], None] | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -104,7 +106,26 @@ class ActiveRules:
                 mine.add(key)
         self._dirty.endpoints.update(matched)
 
+    def defer_compiling(self) -> None:
+        """From now on, only note which policies and profiles become active; :meth:`compile_deferred` compiles
+        them (the endpoints' matches and profile lists are known without their rules)."""
+        if self._deferred is None:
+            self._deferred = {}
+
+    def compile_deferred(self) -> None:
+        """Compile what became active while deferring (in the order it did), and stop deferring."""
+        deferred, self._deferred = self._deferred, None
+        for kind, key in deferred or ():
+            if kind == "policy":
+                if key in self._eps_of_policy:
+                    self._compile(key)
+            elif key in self._users_of_profile:
+                self._compile_profile(key)
+
     def _compile(self, key: str) -> None:
+        if self._deferred is not None:
+            self._deferred["policy", key] = None
+            return
         record = self._policies[key]
         if self._compiled_from.get(key) is record:
             return
@@ -198,6 +219,9 @@ class ActiveRules:
             self._dirty.profiles.add(name)
 
     def _compile_profile(self, name: str) -> None:
+        if self._deferred is not None:
+            self._deferred["profile", name] = None
+            return
         profile = self._profiles.get(name)
         if profile is None:
             compiled = deny_all(name)

@@ -46,11 +46,20 @@ class RuleScanner:
         every label key the new sets' selectors read first, and indexes them in
         one pass over all items rather than one pass per key.
         """
-        self._held = []
+        self.hold()
         try:
             yield
         finally:
-            self._release()
+            self.release()
+
+    def hold(self) -> None:
+        """Start holding owners' updates (as :meth:`held`, for a load split in two calls) until :meth:`release`."""
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> None:
+        """Apply the held updates in order and stop holding."""
+        self._release()
 
     def _release(self) -> None:
         held, self._held = self._held, None

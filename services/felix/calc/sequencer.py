@@ -17,6 +17,11 @@ any endpoint that names it, and removals go in the reverse order. Only what
 differs from the last message sent for a key is sent again. IP-set members
 are tracked as pending additions/removals per set once the set has been sent;
 before that, the whole membership is sent when the set goes out.
+
+On a cold start the first snapshot may go in two parts: ``flush_early()``
+sends the ConfigUpdate, the IPAMPoolUpdates and the local endpoints (final),
+then EndpointsReady; the next ``flush()`` sends the rest in the order above
+(what went early is not sent again), then InSync.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from services.felix.messages import (
     ActiveProfileRemove,
     ActiveProfileUpdate,
     ConfigUpdate,
+    EndpointsReady,
     HostEndpointRemove,
     HostEndpointUpdate,
     InSync,
@@ -126,6 +132,28 @@ class EventSequencer:
             self._resend_sets.add(set_id)
 
     # -------------------------------------------------------------------- flush
+
+    @property
+    def in_sync_sent(self) -> bool:
+        """Whether the first complete snapshot has been flushed (InSync sent)."""
+        return self._in_sync_sent
+
+    def flush_early(self) -> list[Message]:
+        """The first part of the first snapshot: config, pools and the (dirty) local endpoints, then
+        EndpointsReady; what :meth:`flush` then sends is the rest (what is sent here is not sent again)."""
+        if self._in_sync_sent:
+            return []
+        dirty = self._dirty
+        merged = self._config.merged()
+        self._sent_config = merged
+        out: list[Message] = [ConfigUpdate(dict(merged))]
+        pool_updates, _ = _diff(self._sent_pools, self._routes.pools())  # (nothing sent yet: no removals)
+        out.extend(pool_updates)
+        self._flush_endpoints(out)
+        dirty.config = False
+        dirty.endpoints.clear()
+        out.append(EndpointsReady())
+        return out
 
     def flush(self, in_sync: bool) -> list[Message]:
         """The messages that bring the dataplane up to date (nothing before the first in-sync)."""

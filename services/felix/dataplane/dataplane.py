@@ -5,9 +5,11 @@ How it works::
     send(msg) ──► queue ──► turn: drain every queued message ─► FilterState / RouteManager (desired)
                                    │  (nothing touches the kernel before the first InSync)
                                    ▼
-                 first turn after InSync: start-up sweep = read the table, then program it in stages
-                 (chains while the IP sets fold; see stages.py) ending in ONE hooking batch, then
-                 sweep stale routes; readiness listeners hear of it at once
+                 EndpointsReady before InSync (the graph's first snapshot in two parts): read the
+                 table and launch the endpoint chains at once, then set ``early_started``
+                 first turn after InSync: start-up sweep = read the table (unless EndpointsReady did),
+                 then program it in stages (chains while the IP sets fold; see stages.py) ending in ONE
+                 hooking batch, then sweep stale routes; readiness listeners hear of it at once
                  later turns: plan_incremental(dirty names) ─► one nft batch ─► commit ─► routes
                  timers: refresh (read back, repair drift) · route resync · retry pending interfaces
 
@@ -31,7 +33,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -41,6 +43,7 @@ from services.felix.dataplane.filterstate import FilterState
 from services.felix.dataplane.kernelstate import parse_table
 from services.felix.dataplane.namespace import NamespaceThread
 from services.felix.dataplane.nft import NftBackend, open_backend
+from services.felix.dataplane.options import DataplaneOptions, DataplaneStats
 from services.felix.dataplane.routes import RouteManager
 from services.felix.dataplane.rtnl import watch_links
 from services.felix.dataplane.ruleset import (
@@ -51,12 +54,20 @@ from services.felix.dataplane.ruleset import (
     plan_replace,
     snapshot,
 )
-from services.felix.dataplane.settings import DataplaneSettings, settings_from_config
-from services.felix.dataplane.stages import Backlog, FirstTurn, apply_in_stages, split_first_turn
+from services.felix.dataplane.settings import settings_from_config
+from services.felix.dataplane.stages import (
+    Backlog,
+    EarlyStages,
+    FirstTurn,
+    apply_in_stages,
+    split_first_turn,
+    start_early,
+)
 from services.felix.dataplane.tunnels import IPIP_DEVICE, VXLAN_DEVICE
 from services.felix.memory import release
 from services.felix.messages import (
     ConfigUpdate,
+    EndpointsReady,
     InSync,
     Message,
     RouteRemove,
@@ -66,37 +77,6 @@ from services.felix.messages import (
 )
 
 log = structlog.get_logger("felix.dataplane")
-
-
-@dataclass(frozen=True, slots=True)
-class DataplaneOptions:
-    """Process-level options (not from FelixConfiguration)."""
-
-    hostname: str
-    netns: str | None = None  # run against this network namespace (name or path); None: our own
-    nft_backend: str = "libnftables"  # or "nft" (the program)
-    settings: DataplaneSettings = field(default_factory=DataplaneSettings)
-    pending_retry_interval: float = 0.5  # retry a missing workload interface (link events usually come first)
-    max_backoff: float = 30.0
-    # Called once, while the first table is in nft's hands (a process, so this thread is free):
-    # blocking work that must not delay readiness goes here (Felix's start-up collection).
-    while_programming: Callable[[], None] | None = None
-
-
-@dataclass(slots=True)
-class DataplaneStats:
-    """Counters for health and metrics."""
-
-    turns: int = 0
-    nft_batches: int = 0
-    nft_failures: int = 0
-    replaces: int = 0
-    refreshes: int = 0
-    repairs: int = 0
-    last_apply_seconds: float = 0.0
-    last_nft_seconds: float = 0.0
-    last_routes_seconds: float = 0.0
-    last_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +96,14 @@ class Dataplane:
         self.stats = DataplaneStats()
         self.in_sync = False
         self.ready = asyncio.Event()  # set after the first successful apply after InSync
+        self.early_started = asyncio.Event()  # the endpoints' chains of the first snapshot are in nft's hands (or will not be early)
         self.ready_listeners: list[Callable[[], None]] = []  # called right when ``ready`` is set (readiness)
         self._queue: asyncio.Queue[Message | _Wake] = asyncio.Queue()
         self._sent = 0
         self._done = 0
         self._in_sync_at: float | None = None  # time.perf_counter() when InSync arrived (stage timings count from it)
+        self._ready_at: float | None = None  # ... and when EndpointsReady did (they count from it then)
+        self._early: EarlyStages | None = None  # the first apply's batches launched on EndpointsReady
         self._progress = asyncio.Condition()
         self._programmed = TableState()
         self._needs_replace = True
@@ -139,6 +122,8 @@ class Dataplane:
         self._sent += 1
         if self._in_sync_at is None and isinstance(msg, InSync):
             self._in_sync_at = time.perf_counter()
+        elif self._ready_at is None and isinstance(msg, EndpointsReady):
+            self._ready_at = time.perf_counter()
         self._queue.put_nowait(msg)
 
     async def settled(self, timeout: float = 10.0) -> None:
@@ -163,6 +148,7 @@ class Dataplane:
             self.routes = RouteManager(self._thread, self.options.hostname, self.settings)
             stack.callback(self.routes.close)  # its sockets open on first use
             stack.callback(self._cancel_timers)
+            stack.push_async_callback(self._drop_early)
             log.info("dataplane started", hostname=self.options.hostname, netns=self.options.netns,
                      nft=self._nft.name)
             monitor: asyncio.Task[None] | None = None
@@ -208,6 +194,7 @@ class Dataplane:
         messages = [m for m in items if not isinstance(m, _Wake)]
         counted = len(messages) + sum(1 for m in items if isinstance(m, _Wake) and m.counted)
         first: FirstTurn | None = None
+        endpoints_ready = any(isinstance(m, EndpointsReady) for m in messages)
         try:
             if not self.ready.is_set() and self._needs_replace and (
                     self.in_sync or any(isinstance(m, InSync) for m in messages)):
@@ -216,9 +203,15 @@ class Dataplane:
                 assert self._nft is not None
                 split = split_first_turn(messages)
                 messages = split.now
-                listing = asyncio.ensure_future(self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
-                first = FirstTurn(listing, Backlog(split.endpoints, self._fold), Backlog(split.ipsets, self._fold))
+                early, self._early = self._early, None
+                listing = None if early is not None else asyncio.ensure_future(
+                    self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
+                first = FirstTurn(listing, Backlog(split.endpoints, self._fold), Backlog(split.ipsets, self._fold),
+                                  early)
                 await asyncio.sleep(0)  # the listing's first step starts nft
+            elif endpoints_ready and not self.ready.is_set() and self._needs_replace and self._early is None:
+                await self._start_early(messages)
+                messages = []
             for msg in messages:
                 self._fold(msg)
             if self.in_sync:
@@ -232,12 +225,36 @@ class Dataplane:
             log.error("dataplane apply failed", error=str(exc), retry_in=self._backoff, exc_info=True)
             self._wake_after(self._backoff)
         finally:
+            if endpoints_ready:
+                self.early_started.set()  # in every case: nobody waits for an early start that will not come
             if first is not None:
                 first.close()  # whatever happened, every message is folded before the next turn
+                if first.early is not None:
+                    await first.early.aclose()  # (only an apply that never ran leaves any running)
             self.stats.turns += 1
             async with self._progress:
                 self._done += counted
                 self._progress.notify_all()
+
+    async def _start_early(self, messages: list[Message]) -> None:
+        """EndpointsReady before InSync: list the kernel's table while the turn's messages (configuration,
+        pools, endpoints) fold, then hand the endpoint chains to nft (see :func:`stages.start_early`)."""
+        assert self._nft is not None
+        listing = asyncio.ensure_future(self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
+        await asyncio.sleep(0)  # the listing's first step starts nft
+        try:
+            for msg in messages:
+                self._fold(msg)
+        finally:
+            kernel = parse_table(await listing)
+        self._early = await start_early(self.filter, kernel, self._send_bulk, self._ready_at, self._nft.set_nice)
+        log.info("endpoint chains started early", batches=self._early.launched,
+                 lines=self._early.stages.report.batches)
+
+    async def _drop_early(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            await early.aclose()
 
     # Messages ------------------------------------------------------------------
     def _fold(self, msg: Message) -> None:
@@ -248,6 +265,8 @@ class Dataplane:
 
     def _on_message(self, msg: Message) -> None:
         assert self.routes is not None
+        if isinstance(msg, EndpointsReady):
+            return  # (only a marker: see _turn)
         if isinstance(msg, InSync):
             if not self.in_sync:
                 log.info("in sync; programming the dataplane")
@@ -373,22 +392,27 @@ class Dataplane:
         """Read the kernel's table and replace its content with ours: in one transaction, or (``staged``,
         the first apply) in stages that end with one transaction (see :mod:`stages`)."""
         assert self._nft is not None
-        if first_turn is not None:
-            listing = await first_turn.listing
+        early = first_turn.early if first_turn is not None and staged else None
+        if early is not None:
+            kernel = early.kernel
+        elif first_turn is not None and first_turn.listing is not None:
+            kernel = parse_table(await first_turn.listing)
         else:
-            listing = await self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME)
-        kernel = parse_table(listing)
+            kernel = parse_table(await self._nft.list_table(names.TABLE_FAMILY, names.TABLE_NAME))
         if staged:
             endpoints, ipsets = (first_turn.endpoints, first_turn.ipsets) if first_turn is not None else (None, None)
             # The last batch is small: libnftables in the namespace thread takes it ~3 ms sooner than a
             # process (8-9 ms against 12-14, measured), and a whole replace still goes to a process.
             report = await apply_in_stages(self.filter, kernel, self._send_bulk, while_running, endpoints, ipsets,
                                            origin=self._in_sync_at, run_last=self._send_batch,
-                                           nice=self._nft.set_nice)
+                                           nice=self._nft.set_nice, early=early)
             table = self.filter.table
             table.clear_dirty()
+            origin = early.stages.origin if early is not None else self._in_sync_at
             detail = {"batches": report.batches, "spans": report.spans, "rendered_at": report.rendered_at,
-                      "sets_refilled": report.sets_refilled, "whole_replace": report.whole_replace}
+                      "sets_refilled": report.sets_refilled, "whole_replace": report.whole_replace,
+                      "early_batches": report.early_batches,
+                      "in_sync_at": round(self._in_sync_at - origin, 4) if self._in_sync_at and origin else 0.0}
         else:
             table = self.filter.table
             table.clear_dirty()

@@ -126,6 +126,11 @@ class FilterState:
         """The policy and profile chains waiting to be rendered (a view)."""
         return self._pending.keys()
 
+    @property
+    def unknown_chains(self) -> set[str]:
+        """The policy and profile chains an endpoint jumps to that no message brought yet (stubs that drop)."""
+        return {name for name, count in self._chain_refs.items() if count > 0 and name not in self._sources}
+
     def render_pending(self, limit: int | None = None) -> None:
         """Render pending policy and profile chains (at most ``limit`` of them; None: all)."""
         pending = self._pending

@@ -19,12 +19,13 @@ import time
 
 from services.felix.dataplane import names
 from services.felix.dataplane.dataplane import Dataplane, DataplaneOptions
+from services.felix.dataplane.errors import NftablesError
 from services.felix.dataplane.filterstate import FilterState
 from services.felix.dataplane.ipsets import SetDef
 from services.felix.dataplane.kernelstate import parse_table
 from services.felix.dataplane.namespace import NamespaceThread
 from services.felix.dataplane.netlinkplan import RouteTarget, route_request
-from services.felix.dataplane.nft import NftProcess, renice, run_process
+from services.felix.dataplane.nft import NftProcess, json_items, renice, run_process
 from services.felix.dataplane.rtnl import RouteSocket, watch_links
 from services.felix.dataplane.ruleset import TableState, snapshot
 from services.felix.dataplane.settings import DataplaneSettings
@@ -32,9 +33,11 @@ from services.felix.dataplane.stages import apply_in_stages
 from services.felix.messages import (
     ActivePolicyUpdate,
     ActiveProfileUpdate,
+    EndpointsReady,
     InSync,
     IPSetType,
     IPSetUpdate,
+    Message,
     PolicyID,
     PortRange,
     Rule,
@@ -43,7 +46,14 @@ from services.felix.messages import (
     WorkloadEndpointID,
     WorkloadEndpointUpdate,
 )
-from tests.fixtures.netns import Netns, NetnsPool, netns_pool  # noqa: F401  (netns_pool is a fixture)
+from tests.fixtures.netns import Netns, NetnsPool, can_ping, netns_pool  # noqa: F401  (netns_pool is a fixture)
+from tests.integration.felix.test_dataplane_harness import (
+    allow_profile,
+    endpoint,
+    policy,
+    running,
+    tier,
+)
 
 POLICIES = 400
 
@@ -278,3 +288,185 @@ async def test_the_first_apply_lets_no_traffic_through_before_the_last_batch(net
     assert host.sysctl(f"net.ipv6.conf.{iface}.accept_ra") == "0"
     assert host.sysctl(f"net.ipv4.conf.{iface}.rp_filter") == "1"
     assert "10.65.0.2" in host.run_ip("route", "show", "10.65.0.2/32").stdout
+
+
+class Batches:
+    """Wraps a dataplane's nft batches: records each (was the dataplane in sync, bulk or the last one) and
+    runs ``after`` once a bulk batch (not the hooking one) committed; ``fail_first`` rejects the first."""
+
+    def __init__(self, dp: Dataplane, ns: Netns, fail_first: bool = False) -> None:
+        self.dp, self.ns, self.fail_first = dp, ns, fail_first
+        self.sent: list[tuple[bool, bool, str]] = []  # (in sync when sent, bulk, text)
+        self.after: list[TableState | None] = []  # the kernel's table after each bulk batch committed
+        self._send = dp._send_batch
+        dp._send_batch = self.send  # type: ignore[method-assign]
+
+    async def send(self, text: str, bulk: bool = False) -> None:
+        self.sent.append((self.dp.in_sync, bulk, text))
+        if self.fail_first and len(self.sent) == 1:
+            self.dp.stats.nft_failures += 1
+            raise NftablesError("rejected by the test", batch_lines=text.count("\n"))
+        await self._send(text, bulk)
+        if bulk:
+            self.after.append(parse_table(await NftProcess(self.ns.name).list_table("inet", "calico")))
+
+
+def listed(ns: Netns) -> TableState | None:
+    """The kernel's ``inet calico`` table in ``ns`` (None: there is none)."""
+    out = ns.nft("-j", "-a", "list", "table", "inet", "calico", check=False)
+    if out.returncode != 0:
+        assert "No such file or directory" in out.stderr, out.stderr
+        return None
+    return parse_table({"nftables": json_items(out.stdout)})
+
+
+async def started(dp: Dataplane, messages: list[Message]) -> None:
+    """Send the first part of the snapshot and wait until the dataplane started on it (as the pipeline does)."""
+    for msg in messages:
+        dp.send(msg)
+    async with asyncio.timeout(5):
+        await dp.early_started.wait()
+
+
+async def test_the_endpoint_chains_go_before_in_sync_and_nothing_is_hooked_until_the_last_batch(
+        netns_pool: NetnsPool) -> None:  # noqa: F811
+    underlay = netns_pool.underlay()
+    host = netns_pool.host("h", "10.0.0.1", underlay)
+    a, b = netns_pool.pod(host, "a", "10.65.0.2"), netns_pool.pod(host, "b", "10.65.0.3")
+    only_a = policy("default/only-a", inbound=[Rule("allow", src_nets=(f"{a.ip}/32",))])
+    dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
+    batches = Batches(dp, host)
+    task = asyncio.create_task(dp.run())
+    try:
+        dp.send(endpoint(a))
+        await dp.settled()
+        assert batches.sent == [] and listed(host) is None and not dp.early_started.is_set()  # untouched so far
+        await started(dp, [endpoint(b, tiers=[tier(ingress=["default/only-a"])]), EndpointsReady()])
+        assert len(batches.sent) == 1 and batches.sent[0][:2] == (False, True)  # in nft's hands, before InSync
+        early = batches.sent[0][2]
+        assert f"add rule inet calico {names.workload_chain(b.iface, True)} " in early
+        assert f"add chain inet calico {names.policy_chain('default', 'default/only-a', True)}" in early
+        await dp.settled()
+        for msg in (allow_profile(), only_a, InSync()):
+            dp.send(msg)
+        await dp.settled()
+        assert dp.ready.is_set()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [in_sync for in_sync, _bulk, _text in batches.sent[1:]] == [True] * (len(batches.sent) - 1)
+    assert batches.sent[-1][1] is False and all(bulk for _s, bulk, _t in batches.sent[:-1])
+    assert len(batches.after) == len(batches.sent) - 1 >= 2
+    for between in batches.after:
+        assert between is not None
+        assert not any(base for base, _hashes in between.chains.values())  # nothing hooked: packets unaffected
+        assert not any(entries for _mapdef, entries in between.maps.values())
+    assert_holds(listed(host), dp.filter)
+    assert await can_ping(a, b.ip)
+
+
+async def test_a_restart_with_an_early_batch_keeps_the_old_rules_until_the_last_batch(
+        netns_pool: NetnsPool) -> None:  # noqa: F811
+    underlay = netns_pool.underlay()
+    host = netns_pool.host("h", "10.0.0.1", underlay)
+    a, b, c = (netns_pool.pod(host, label, f"10.65.0.{n}") for n, label in ((2, "a"), (3, "b"), (4, "c")))
+    d = netns_pool.pod(host, "d", "10.65.0.5")  # new after the restart
+    async with running(host, [allow_profile(), endpoint(a), endpoint(b), endpoint(c), InSync()]):
+        assert await can_ping(c, b.ip) and not await can_ping(d, b.ip)
+    old = listed(host)
+    assert old is not None and await can_ping(c, b.ip)  # the old rules outlive the old process
+    only_a = policy("default/only-a", inbound=[Rule("allow", src_nets=(f"{a.ip}/32",))])
+    dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
+    batches = Batches(dp, host)
+    probes: list[tuple[bool, bool, bool]] = []  # after each early batch: a → b, c → b, d → b
+    send = batches.send
+
+    async def probed(text: str, bulk: bool = False) -> None:
+        await send(text, bulk)
+        if bulk:
+            probes.append((await can_ping(a, b.ip), await can_ping(c, b.ip), await can_ping(d, b.ip, 0.3)))
+
+    dp._send_batch = probed  # type: ignore[method-assign]
+    task = asyncio.create_task(dp.run())
+    try:
+        await started(dp, [endpoint(a), endpoint(b, tiers=[tier(ingress=["default/only-a"])]), endpoint(c),
+                           endpoint(d), EndpointsReady()])
+        assert len(batches.sent) == 1 and not batches.sent[0][0]
+        assert f"add rule inet calico {names.workload_chain(d.iface, True)} " in batches.sent[0][2]
+        for msg in (allow_profile(), only_a, InSync()):
+            dp.send(msg)
+        await dp.settled()
+        assert dp.ready.is_set()
+        assert await can_ping(a, b.ip) and not await can_ping(c, b.ip, 0.5)  # the new rules, all at once
+        assert await can_ping(d, a.ip)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert len(probes) == len(batches.after) == len(batches.sent) - 1 >= 1
+    assert probes == [(True, True, False)] * len(probes)  # old rules in force; d unknown: fails closed
+    for between in batches.after:
+        assert between is not None
+        for name, chain in old.chains.items():
+            assert between.chains.get(name) == chain, name
+        assert between.maps == old.maps
+    assert_holds(listed(host), dp.filter)
+
+
+async def test_a_failed_early_batch_ends_in_a_whole_replace_on_retry(netns_pool: NetnsPool) -> None:  # noqa: F811
+    underlay = netns_pool.underlay()
+    host = netns_pool.host("h", "10.0.0.1", underlay)
+    a, b = netns_pool.pod(host, "a", "10.65.0.2"), netns_pool.pod(host, "b", "10.65.0.3")
+    dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
+    batches = Batches(dp, host, fail_first=True)
+    task = asyncio.create_task(dp.run())
+    try:
+        await started(dp, [endpoint(a), endpoint(b), EndpointsReady()])
+        assert len(batches.sent) == 1 and not batches.sent[0][0]
+        for msg in (allow_profile(), InSync()):
+            dp.send(msg)
+        await dp.settled()
+        assert not dp.ready.is_set() and dp.stats.nft_failures == 1 and "rejected by the test" in dp.stats.last_error
+        async with asyncio.timeout(10):  # the retry (after the backoff) lists the kernel and replaces it all
+            await dp.ready.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert dp.stats.replaces == 1
+    retried = [text for in_sync, _bulk, text in batches.sent[1:]]
+    assert all(in_sync for in_sync, _bulk, _text in batches.sent[1:])
+    assert any(f"add rule inet calico {names.workload_chain(b.iface, True)} " in text for text in retried)
+    assert_holds(listed(host), dp.filter)
+    assert await can_ping(a, b.ip)
+
+
+async def test_without_endpoints_ready_nothing_goes_before_in_sync(netns_pool: NetnsPool) -> None:  # noqa: F811
+    underlay = netns_pool.underlay()
+    host = netns_pool.host("h", "10.0.0.1", underlay)
+    a, b = netns_pool.pod(host, "a", "10.65.0.2"), netns_pool.pod(host, "b", "10.65.0.3")
+    dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
+    batches = Batches(dp, host)
+    task = asyncio.create_task(dp.run())
+    try:
+        for msg in (endpoint(a), endpoint(b), allow_profile()):
+            dp.send(msg)
+        await dp.settled()
+        assert batches.sent == [] and listed(host) is None
+        dp.send(InSync())
+        await dp.settled()
+        assert dp.ready.is_set() and not dp.early_started.is_set()
+        assert all(in_sync for in_sync, _bulk, _text in batches.sent)
+        first = batches.sent[0][2]  # today's chains 1: the endpoint chains, the profile declared
+        assert f"add rule inet calico {names.workload_chain(b.iface, True)} " in first
+        count = len(batches.sent)
+        dp.send(EndpointsReady())  # once ready, the marker only answers the pipeline
+        await dp.settled()
+        assert dp.early_started.is_set() and len(batches.sent) == count
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert_holds(listed(host), dp.filter)
+    assert await can_ping(a, b.ip)

@@ -21,13 +21,16 @@ from services.felix.dataplane.ruleset import (
 )
 from services.felix.dataplane.settings import DataplaneSettings
 from services.felix.dataplane.stages import (
+    SETS_PARTS,
     STAGED_NFT_NICE,
     Backlog,
+    StageReport,
     apply_in_stages,
     plan_chains_stage,
     plan_last_stage,
     plan_sets_stage,
     split_first_turn,
+    start_early,
 )
 from services.felix.messages import (
     ActivePolicyUpdate,
@@ -320,3 +323,154 @@ async def test_the_backlogs_are_folded_even_when_a_batch_fails() -> None:
                               ipset_backlog)
     assert len(endpoint_backlog) == len(ipset_backlog) == 0
     assert len(state.workloads) == 1 and "wide" in state.ipsets
+
+
+PART_A = (ConfigUpdate, IPAMPoolUpdate, WorkloadEndpointUpdate)
+
+
+def two_parts(messages: list[Message]) -> tuple[list[Message], list[Message]]:
+    """The graph's first snapshot in two parts: configuration, pools and endpoints; then the rest."""
+    return [m for m in messages if isinstance(m, PART_A)], [m for m in messages if not isinstance(m, PART_A)]
+
+
+async def staged_in_two_parts(messages: list[Message], recorder_for: Callable[[FilterState], Recorder],
+                              kernel: TableState | None = None, later: tuple[Message, ...] = ()
+                              ) -> tuple[FilterState, Recorder, StageReport]:
+    """Fold part A, start early, fold part B's policies now and the rest as backlogs, finish the apply;
+    ``later``: messages sent after part A (before InSync) that belong to neither part."""
+    state = FilterState(DataplaneSettings())
+    part_a, part_b = two_parts(messages)
+    part_b[-1:-1] = later
+    for msg in part_a:
+        fold_into(state)(msg)
+    recorder = recorder_for(state)
+    early = await start_early(state, kernel, recorder.run)
+    assert early.launched == len(recorder.batches)
+    now, endpoints, ipsets = split_first_turn(part_b)
+    for msg in now:
+        fold_into(state)(msg)
+    try:
+        report = await apply_in_stages(state, kernel, recorder.run, recorder.hook, Backlog(endpoints, fold_into(state)),
+                                       Backlog(ipsets, fold_into(state)), early=early)
+    finally:
+        await early.aclose()
+    return state, recorder, report
+
+
+async def test_the_endpoint_chains_go_before_in_sync_and_the_table_is_the_same() -> None:
+    messages = first_turn_messages()
+    everything = FilterState(DataplaneSettings())
+    for msg in messages:
+        fold_into(everything)(msg)
+    state = FilterState(DataplaneSettings())
+    part_a, _part_b = two_parts(messages)
+    for msg in part_a:
+        fold_into(state)(msg)
+    assert state.unknown_chains == {names.policy_chain("default", f"ns/p{i}", True) for i in range(200)} | {
+        names.policy_chain("default", "ns/wide", True), names.profile_chain("kns.ns", True),
+        names.profile_chain("kns.ns", False)}
+    recorder = Recorder(state)
+    early = await start_early(state, None, recorder.run)
+    assert early.launched == 1 and len(recorder.batches) == 1  # in nft's hands before anything else comes
+    (lines,) = [b.splitlines() for b in recorder.batches]
+    assert not any(" hook " in line or "vmap" in line or "dispatch" in line for line in lines)
+    assert any(line.startswith("add rule inet calico cali-tw-cali1 ") for line in lines)
+    for name in state.unknown_chains:  # declared, empty: the graph has not sent them yet
+        assert f"add chain inet calico {name}" in lines
+        assert not any(line.startswith(f"add rule inet calico {name} ") for line in lines)
+    await early.aclose()
+
+    state, recorder, report = await staged_in_two_parts(messages, Recorder)
+    assert report.early_batches == 1 and len(recorder.batches) == len(report.batches) == 3 + SETS_PARTS
+    assert snapshot(state.table) == snapshot(everything.table)
+    for batch in recorder.batches[:-1]:  # nothing hooked, nothing in a dispatch map until the last batch
+        assert not any(" hook " in line or "dispatch" in line for line in batch.splitlines())
+    assert not any("cali-tw-cali1" in line for line in recorder.batches[-1].splitlines()
+                   if not line.startswith("add element inet calico cali-to-wl-dispatch"))  # not loaded twice
+    table = state.table
+    created = {line.split()[4] for batch in recorder.batches for line in batch.splitlines()
+               if line.startswith(("add chain", "add set", "add map"))}
+    assert created == {*table.chains, *table.sets, *table.maps}  # (the IP sets fold before the policies render)
+    assert not any(line.startswith("delete ") for line in recorder.batches[-1].splitlines())
+    sets = [recorder.batches[1 + part].splitlines() for part in range(SETS_PARTS)]  # sets first: nft's biggest
+    for lines in sets:  # job left, in parts (each set in one of them)
+        assert all(line.startswith(("add table", "add set", "add element")) for line in lines)
+    declared = [line.split()[4] for lines in sets for line in lines if line.startswith("add set")]
+    assert sorted(declared) == sorted(table.sets) and all(len(lines) > 2 for lines in sets)
+    assert any(line.startswith("add rule inet calico cali-pi-") for line in recorder.batches[-2].splitlines())
+    sel = names.ipset_name("sel", 4, False)  # its delta folded after its sets batch went: the last batch adds it
+    assert f"add element inet calico {sel} {{ 10.65.0.2 }}" in sets[0]
+    assert f"add element inet calico {sel} {{ 10.65.0.3 }}" in recorder.batches[-1].splitlines()
+    added = [line.split(" comment ")[0] for batch in recorder.batches for line in batch.splitlines()
+             if line.startswith("add rule")]
+    wanted = [f"add rule inet calico {name} {body}" for name, chain in table.chains.items() for body in chain.rules]
+    assert set(wanted) <= set(added)
+    endpoint_rules = [line for line in added if line.startswith(("add rule inet calico cali-tw-",
+                                                                "add rule inet calico cali-fw-"))]
+    assert sorted(endpoint_rules) == sorted(line for line in wanted if line.startswith((
+        "add rule inet calico cali-tw-", "add rule inet calico cali-fw-")))  # each once: in the early batch
+    assert all(line in recorder.batches[0] for line in endpoint_rules)
+    assert len(recorder.hook_calls) == 1 and recorder.hook_calls[0][0] == 0
+
+
+async def test_an_endpoint_changed_after_the_early_batch_is_swapped_by_the_last_batch() -> None:
+    messages = first_turn_messages(20)
+    changed = WorkloadEndpointUpdate(WorkloadEndpointID("k8s", "ns/pod", "eth0"), WorkloadEndpoint(
+        "cali1", None, ("10.65.0.2/32",), (), ("kns.ns",), (TierInfo("default", ("ns/p3",), ()),)))
+    added = WorkloadEndpointUpdate(WorkloadEndpointID("k8s", "ns/pod2", "eth0"), WorkloadEndpoint(
+        "cali2", None, ("10.65.0.9/32",), (), ("kns.ns",), (TierInfo("default", ("ns/p4",), ()),)))
+    everything = FilterState(DataplaneSettings())
+    for msg in [*messages, changed, added]:
+        fold_into(everything)(msg)
+    state, recorder, report = await staged_in_two_parts(messages, Recorder, later=(changed, added))
+    assert snapshot(state.table) == snapshot(everything.table)
+    assert report.early_batches == 1
+    early = recorder.batches[0].splitlines()
+    assert any(line.startswith("add rule inet calico cali-tw-cali1 ") for line in early)
+    last = recorder.batches[-1].splitlines()
+    assert "flush chain inet calico cali-tw-cali1" in last  # the early version is swapped in one transaction
+    assert any(line.startswith("add rule inet calico cali-tw-cali1 ") and "ns/p3" in line for line in last)
+    assert not any(line.startswith("add rule inet calico cali-tw-cali2 ") for line in last)  # new: loaded earlier
+
+
+async def test_a_failed_early_batch_fails_the_apply_and_every_message_is_folded() -> None:
+    messages = first_turn_messages(50)
+    with pytest.raises(NftablesError):
+        await staged_in_two_parts(messages, lambda state: Recorder(state, fail_first=True))
+    state = FilterState(DataplaneSettings())
+    part_a, part_b = two_parts(messages)
+    for msg in part_a:
+        fold_into(state)(msg)
+    recorder = Recorder(state, fail_first=True)
+    early = await start_early(state, None, recorder.run)
+    now, endpoints, ipsets = split_first_turn(part_b)
+    ipset_backlog = Backlog(ipsets, fold_into(state))
+    with pytest.raises(NftablesError):
+        await apply_in_stages(state, None, recorder.run, recorder.hook, Backlog(endpoints, fold_into(state)),
+                              ipset_backlog, early=early)
+    assert len(ipset_backlog) == 0 and "wide" in state.ipsets and recorder.hook_calls == []
+    assert not any(" hook " in batch for batch in recorder.batches)  # nothing after the failure was hooked
+
+
+async def test_an_early_start_over_a_kernel_table_leaves_its_chains_to_the_last_batch() -> None:
+    messages = first_turn_messages(20)
+    old = FilterState(DataplaneSettings())
+    for msg in messages:
+        fold_into(old)(msg)
+    kernel = snapshot(old.table)
+    kernel.chains[names.workload_chain("cali1", True)] = (None, ("old",))
+    state, recorder, report = await staged_in_two_parts(messages, Recorder, kernel)
+    assert report.early_batches == 0 and len(recorder.batches) == 1  # everything was there but one chain
+    assert "flush chain inet calico cali-tw-cali1" in recorder.batches[0].splitlines()
+
+
+async def test_no_early_start_when_the_kernel_holds_another_kind() -> None:
+    state = FilterState(DataplaneSettings())
+    part_a, _part_b = two_parts(first_turn_messages(5))
+    for msg in part_a:
+        fold_into(state)(msg)
+    pool = names.pool_set(4, False)
+    kernel = TableState(sets={pool: (SetDef(pool, "ipv6_addr", False), frozenset())})
+    recorder = Recorder(state)
+    early = await start_early(state, kernel, recorder.run)
+    assert early.launched == 0 and not early.kinds_agree and recorder.batches == []
