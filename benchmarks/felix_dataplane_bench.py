@@ -13,7 +13,8 @@ What it does, in one throwaway network namespace (deleted at the end, whatever h
 3. the floor: ``nft list table inet calico`` of that result, loaded by ``nft -f`` into a fresh namespace;
 4. single changes, each timed from ``send`` until the batch is in the kernel: one policy edited, one
    IP-set member added, one endpoint added (chains, dispatch entries, route, sysctls);
-5. prints a table and one JSON line.
+5. prints a table and one JSON line; ``first_apply_cpu_s``: this thread's CPU in the first apply's
+   phases (folding the IP set messages, rendering policy/profile chains, planning batches with their text).
 
 ``--rounds N`` repeats 1-3 in N fresh processes (a real cold start each: no warm caches, pyroute2
 not yet imported) and reports the medians, the ratio being the median of each round's own ratio;
@@ -37,7 +38,10 @@ import tempfile
 import time
 from typing import Any
 
+from services.felix.dataplane import stages
 from services.felix.dataplane.dataplane import Dataplane, DataplaneOptions
+from services.felix.dataplane.filterstate import FilterState
+from services.felix.dataplane.ruleset import Batch
 from services.felix.dataplane.settings import DataplaneSettings
 from services.felix.messages import (
     ActivePolicyUpdate,
@@ -58,6 +62,33 @@ from services.felix.messages import (
 )
 
 SPARE = 20
+PHASES = {"fold_ipsets": 0.0, "render": 0.0, "plan": 0.0}  # this thread's CPU seconds in the first apply
+_TIMING = [False]
+
+
+def timed_phase(phase: str, func: Any) -> Any:
+    """``func``, adding this thread's CPU time in it to PHASES[phase] while _TIMING is on (outermost only)."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _TIMING[0]:
+            return func(*args, **kwargs)
+        _TIMING[0] = False
+        started = time.thread_time()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            PHASES[phase] += time.thread_time() - started
+            _TIMING[0] = True
+    return wrapper
+
+
+def time_first_apply() -> None:
+    """Count the CPU of the first apply's phases: folding the IP set messages, rendering the pending policy
+    and profile chains, planning the batches (their text included)."""
+    FilterState._apply_ipset = timed_phase("fold_ipsets", FilterState._apply_ipset)  # type: ignore[method-assign]
+    FilterState.render_pending = timed_phase("render", FilterState.render_pending)  # type: ignore[method-assign]
+    for name in ("plan_chains_stage", "plan_sets_stage", "plan_last_stage"):
+        setattr(stages, name, timed_phase("plan", getattr(stages, name)))
+    Batch.text = timed_phase("plan", Batch.text)  # type: ignore[method-assign]
 
 
 def sh(*cmd: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -143,13 +174,17 @@ async def run(args: argparse.Namespace, ns: str, floor_ns: str) -> dict[str, Any
     settings = DataplaneSettings(refresh_interval=0, route_refresh_interval=0)
     dp = Dataplane(DataplaneOptions(hostname="bench", netns=ns, nft_backend=args.backend, settings=settings))
     task = asyncio.create_task(dp.run())
+    time_first_apply()
     try:
         started = time.perf_counter()
+        _TIMING[0] = True
         for msg in msgs:
             dp.send(msg)
         dp.send(InSync())
         await dp.settled(300)
         cold = time.perf_counter() - started
+        _TIMING[0] = False
+        phases = {name: round(seconds, 4) for name, seconds in PHASES.items()}
         if not dp.ready.is_set():
             raise RuntimeError(f"dataplane not ready: {dp.stats.last_error}")
         table = sh("ip", "netns", "exec", ns, "nft", "list", "table", "inet", "calico").stdout
@@ -173,7 +208,7 @@ async def run(args: argparse.Namespace, ns: str, floor_ns: str) -> dict[str, Any
         n_sets = max(1, args.members // 20)
         if args.changes == 0:
             return {"cold_start_s": round(cold, 3), "floor_nft_f_s": round(min(floor_times), 3),
-                    "cold_over_floor": round(cold / min(floor_times), 2)}
+                    "cold_over_floor": round(cold / min(floor_times), 2), "first_apply_cpu_s": phases}
         policy_lat = []
         for k in range(args.changes):
             i = rnd.randrange(len(names))
@@ -199,7 +234,7 @@ async def run(args: argparse.Namespace, ns: str, floor_ns: str) -> dict[str, Any
         "backend": args.backend, "policies": args.policies, "ipset_members": args.members,
         "local_endpoints": args.endpoints, "rules_in_kernel": rules, "chains": chains,
         "cold_start_s": round(cold, 3), "floor_nft_f_s": round(min(floor_times), 3),
-        "cold_over_floor": round(cold / min(floor_times), 2),
+        "cold_over_floor": round(cold / min(floor_times), 2), "first_apply_cpu_s": phases,
         "policy_edit_ms": {"p50": round(statistics.median(policy_lat) * 1000, 2),
                            "p99": round(pct(policy_lat, 0.99) * 1000, 2)},
         "member_add_ms": {"p50": round(statistics.median(member_lat) * 1000, 2),
@@ -224,6 +259,8 @@ def rounds(args: argparse.Namespace) -> dict[str, Any]:
     result["floor_nft_f_s"] = round(statistics.median(r["floor_nft_f_s"] for r in runs), 3)
     result["cold_over_floor"] = round(statistics.median(r["cold_over_floor"] for r in runs), 2)
     result["rounds"] = [[r["cold_start_s"], r["floor_nft_f_s"], r["cold_over_floor"]] for r in runs]
+    result["first_apply_cpu_s"] = {name: round(statistics.median(r["first_apply_cpu_s"][name] for r in runs), 4)
+                                   for name in PHASES}
     return result
 
 
@@ -265,6 +302,9 @@ def main() -> int:
     print(f"  cold start (messages -> programmed)   {result['cold_start_s']:8.3f} s")
     print(f"  floor: nft -f of the final ruleset     {result['floor_nft_f_s']:8.3f} s   "
           f"(ratio {result['cold_over_floor']})")
+    cpu = result["first_apply_cpu_s"]
+    print(f"  first apply CPU: fold IP sets {cpu['fold_ipsets'] * 1000:.1f} ms, render {cpu['render'] * 1000:.1f} ms, "
+          f"plan {cpu['plan'] * 1000:.1f} ms")
     for key, label in (("policy_edit_ms", "one policy edited"), ("member_add_ms", "one set member added"),
                        ("endpoint_add_ms", "one endpoint added")):
         print(f"  {label:<24} p50 {result[key]['p50']:7.2f} ms   p99 {result[key]['p99']:7.2f} ms")

@@ -75,13 +75,9 @@ def check(
     assert index.item_ids() == set(items)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(ops, max_size=40))
-def test_index_equals_brute_force(operations: list[tuple[str, int, object]]) -> None:
-    rec = Recorder()
-    index: LabelIndex[int, int] = LabelIndex(rec.on_match, rec.on_unmatch)
-    sels: dict[int, str] = {}
-    items: dict[int, dict[str, str]] = {}
+def apply_ops(index: LabelIndex[int, int], operations: list[tuple[str, int, object]], rec: Recorder,
+              sels: dict[int, str], items: dict[int, dict[str, str]]) -> None:
+    """Apply generated operations in order, checking the index against brute force after each."""
     for kind, ident, arg in operations:
         if kind == "sel":
             assert isinstance(arg, str)
@@ -98,6 +94,16 @@ def test_index_equals_brute_force(operations: list[tuple[str, int, object]]) -> 
             index.delete_labels(ident)
             items.pop(ident, None)
         check(index, rec, sels, items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ops, max_size=40))
+def test_index_equals_brute_force(operations: list[tuple[str, int, object]]) -> None:
+    rec = Recorder()
+    index: LabelIndex[int, int] = LabelIndex(rec.on_match, rec.on_unmatch)
+    sels: dict[int, str] = {}
+    items: dict[int, dict[str, str]] = {}
+    apply_ops(index, operations, rec, sels, items)
 
 
 def test_callbacks_and_queries() -> None:
@@ -225,22 +231,7 @@ def test_bulk_load_then_changes_equal_brute_force(loaded: dict[int, dict[str, st
     sels: dict[int, str] = {}
     items = {i: dict(labels) for i, labels in loaded.items()}
     check(index, rec, sels, items)
-    for kind, ident, arg in operations:
-        if kind == "sel":
-            assert isinstance(arg, str)
-            index.update_selector(ident, arg)
-            sels[ident] = arg
-        elif kind == "delsel":
-            index.delete_selector(ident)
-            sels.pop(ident, None)
-        elif kind == "labels":
-            assert isinstance(arg, dict)
-            index.update_labels(ident, arg)
-            items[ident] = dict(arg)
-        else:
-            index.delete_labels(ident)
-            items.pop(ident, None)
-        check(index, rec, sels, items)
+    apply_ops(index, operations, rec, sels, items)
 
 
 def test_load_after_selectors_matches_and_reports() -> None:

@@ -12,29 +12,11 @@ from hypothesis import strategies as st
 
 from libcalico.selector.labelindex import LabelIndex
 from tests.unit.selector_strategies import label_sets
-from tests.unit.test_labelindex import FIXED_SELECTORS, ITEM_IDS, Recorder, check, ops
+from tests.unit.test_labelindex import FIXED_SELECTORS, ITEM_IDS, Recorder, apply_ops, check, ops
 
 KEYS = st.lists(st.sampled_from(["a", "b", "c", "d", "zz"]), max_size=5)
 
 
-def _apply(index: LabelIndex[int, int], operations: list[tuple[str, int, object]], rec: Recorder,
-           sels: dict[int, str], items: dict[int, dict[str, str]]) -> None:
-    for kind, ident, arg in operations:
-        if kind == "sel":
-            assert isinstance(arg, str)
-            index.update_selector(ident, arg)
-            sels[ident] = arg
-        elif kind == "delsel":
-            index.delete_selector(ident)
-            sels.pop(ident, None)
-        elif kind == "labels":
-            assert isinstance(arg, dict)
-            index.update_labels(ident, arg)
-            items[ident] = dict(arg)
-        else:
-            index.delete_labels(ident)
-            items.pop(ident, None)
-        check(index, rec, sels, items)
 
 
 @settings(max_examples=300, deadline=None)
@@ -48,7 +30,7 @@ def test_keys_indexed_in_bulk_then_changes_equal_brute_force(loaded: dict[int, d
     items = {i: dict(labels) for i, labels in loaded.items()}
     sels: dict[int, str] = {}
     check(index, rec, sels, items)
-    _apply(index, operations, rec, sels, items)
+    apply_ops(index, operations, rec, sels, items)
 
 
 @settings(max_examples=200, deadline=None)
@@ -63,10 +45,10 @@ def test_changes_before_a_key_set_is_made_are_in_it(loaded: dict[int, dict[str, 
     items = {i: dict(labels) for i, labels in loaded.items()}
     sels: dict[int, str] = {}
     label_ops = [op for op in operations if op[0] in ("labels", "dellabels")]
-    _apply(index, label_ops, rec, sels, items)
-    _apply(index, [("sel", 0, "has(a)"), ("sel", 1, "has(b) || has(c)"), ("sel", 2, FIXED_SELECTORS[2])],
+    apply_ops(index, label_ops, rec, sels, items)
+    apply_ops(index, [("sel", 0, "has(a)"), ("sel", 1, "has(b) || has(c)"), ("sel", 2, FIXED_SELECTORS[2])],
            rec, sels, items)
-    _apply(index, operations, rec, sels, items)
+    apply_ops(index, operations, rec, sels, items)
 
 
 def test_bulk_indexing_indexes_once_and_defers_the_key_sets() -> None:

