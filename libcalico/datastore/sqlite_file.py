@@ -11,6 +11,7 @@ schema is refused with :class:`DatastoreFileError` before anything could modify 
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from libcalico.errors import DatastoreError, Unavailable
 
@@ -91,12 +92,26 @@ def _checked(path: str, conn: sqlite3.Connection) -> int:
 def open_writer(path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
     """The write connection: the file checked (refusing foreign files), WAL mode, the schema created.
 
-    ``synchronous`` is one of ``SYNCHRONOUS`` (checked by the caller).
+    ``synchronous`` is one of ``SYNCHRONOUS`` (checked by the caller). Processes that open one new
+    file at once can meet SQLITE_BUSY without sqlite waiting (switching the file to WAL needs it
+    alone); the whole open is then tried again, within ``busy_timeout`` in all.
     """
-    try:
-        conn = connect(path, busy_timeout)
-    except sqlite3.Error as exc:
-        raise translate(path, exc, opening=True) from exc
+    deadline = time.monotonic() + max(busy_timeout, 0.0)
+    pause = 0.002
+    for _ in iter(int, 1):  # bounded by the deadline
+        try:
+            return _open_writer_once(path, busy_timeout, synchronous)
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorname", "")
+            if not code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or time.monotonic() + pause > deadline:
+                raise translate(path, exc, opening=True) from exc
+        time.sleep(pause)  # (the writer thread)
+        pause = min(pause * 2, 0.1)
+    raise AssertionError("unreachable")
+
+
+def _open_writer_once(path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
+    conn = connect(path, busy_timeout)
     try:
         # Before anything that could modify a foreign file (another process may be creating the schema now).
         _checked(path, conn)
@@ -113,9 +128,6 @@ def open_writer(path: str, busy_timeout: float, synchronous: str) -> sqlite3.Con
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    except sqlite3.Error as exc:
-        conn.close()
-        raise translate(path, exc, opening=True) from exc
     except BaseException:
         conn.close()
         raise
