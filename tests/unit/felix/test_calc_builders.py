@@ -177,6 +177,22 @@ def felixconfig(name: str, spec: dict[str, Any]) -> Update:
     return put(rkey("felixconfigurations", name), value)
 
 
+class GraphSink:
+    """Syncer callbacks that flush ``graph`` after every call, collecting its messages in ``out``."""
+
+    def __init__(self, graph: Any, out: list[m.Message]) -> None:
+        self.graph = graph
+        self.out = out
+
+    def on_status(self, status: Any) -> None:
+        self.graph.on_status(status)
+        self.out.extend(self.graph.flush())
+
+    def on_updates(self, updates: list[Update]) -> None:
+        self.graph.on_updates(updates)
+        self.out.extend(self.graph.flush())
+
+
 class OrderingError(AssertionError):
     """The graph sent something before what it depends on, or removed something still in use."""
 

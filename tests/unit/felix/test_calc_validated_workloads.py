@@ -28,13 +28,21 @@ from hypothesis import strategies as st
 from libcalico.datastore.sqlite import SqliteBackend
 from libcalico.errors import ValidationError
 from libcalico.resources import parse_resource
-from libcalico.syncer import Syncer, SyncStatus, Update, fastpath
+from libcalico.syncer import Syncer, Update, fastpath
 from services.felix import messages as m
 from services.felix.calc import CalcGraph
 from services.felix.calc.endpoints import workload_from_fields, workload_record
 from services.felix.config import SPEC
 from services.felix.input import open_input
-from tests.unit.felix.test_calc_builders import HOST, Harness, ns_profile, policy, wep, wep_key
+from tests.unit.felix.test_calc_builders import (
+    HOST,
+    GraphSink,
+    Harness,
+    ns_profile,
+    policy,
+    wep,
+    wep_key,
+)
 from tests.unit.felix.test_calc_coldstart import ALL_OPS, content, same_dataplane, updates_of
 from tests.unit.felix.test_calc_decoding import workload_maps
 from tests.unit.felix.test_calc_ipsets import Store
@@ -208,19 +216,10 @@ async def test_a_direct_syncer_leaves_workloads_to_a_validating_graph(tmp_path: 
     graph = CalcGraph("node1", validate_workloads=True)
     out: list[m.Message] = []
 
-    class Sink:
-        def on_status(self, status: SyncStatus) -> None:
-            graph.on_status(status)
-            out.extend(graph.flush())
-
-        def on_updates(self, updates: list[Update]) -> None:
-            graph.on_updates(updates)
-            out.extend(graph.flush())
-
     try:
         await backend.create(root + "workloadendpoints/ns/ok", endpoint("ok", "10.65.0.1/32"))
         await backend.create(root + "workloadendpoints/ns/broken", endpoint("broken", "10.65.0.300/32"))
-        source, _ = open_input(SPEC.load([], {}).settings, "node1", backend, Sink(), {}, graph.validated_kinds())
+        source, _ = open_input(SPEC.load([], {}).settings, "node1", backend, GraphSink(graph, out), {}, graph.validated_kinds())
         assert isinstance(source, Syncer)
         with structlog.testing.capture_logs() as logs:
             async with source:

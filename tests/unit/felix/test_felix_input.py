@@ -16,6 +16,7 @@ from services.felix.input import (
     addresses_from_endpoints,
     open_input,
 )
+from tests.unit.felix.test_calc_builders import GraphSink
 
 
 class Recorder:
@@ -126,22 +127,13 @@ async def test_policies_are_validated_once_by_the_graph_and_endpoints_by_the_syn
     graph = CalcGraph("node1")
     out: list[m.Message] = []
 
-    class Sink:
-        def on_status(self, status: SyncStatus) -> None:
-            graph.on_status(status)
-            out.extend(graph.flush())
-
-        def on_updates(self, updates: list[Update]) -> None:
-            graph.on_updates(updates)
-            out.extend(graph.flush())
-
     try:
         # Written raw, as another writer could: the stored values are not checked on the way in.
         await backend.create(root + "globalnetworkpolicies/good", good)
         await backend.create(root + "globalnetworkpolicies/bad", bad)
         await backend.create(root + "workloadendpoints/ns/ok", wep("ok", "10.65.0.1/32"))
         await backend.create(root + "workloadendpoints/ns/broken", wep("broken", "10.65.0.300/32"))
-        source, _ = open_input(SPEC.load([], {}).settings, "node1", backend, Sink(), {}, graph.validated_kinds())
+        source, _ = open_input(SPEC.load([], {}).settings, "node1", backend, GraphSink(graph, out), {}, graph.validated_kinds())
         assert isinstance(source, Syncer)
         assert "GlobalNetworkPolicy" in graph.validated_kinds() and "WorkloadEndpoint" not in graph.validated_kinds()
         async with source:
