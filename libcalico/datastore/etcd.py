@@ -32,11 +32,11 @@ import grpc
 import structlog
 from aetcd import rpc
 
+from libcalico.collector import collector_paused
 from libcalico.datastore.backend import KV, Backend, EventType, JSONMap, ListResult, WatchEvent
 from libcalico.datastore.etcd_codec import (
     RejectLog,
     check_key,
-    collector_paused,
     decode_page,
     decode_value,
     encode_value,

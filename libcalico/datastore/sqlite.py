@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import json
 import sqlite3
 import threading
@@ -46,6 +45,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from libcalico.collector import collector_paused
 from libcalico.datastore.backend import KV, Backend, JSONMap, ListResult, WatchEvent
 from libcalico.datastore.sqlite_codec import Row, Rows, encode, prefix_clause
 from libcalico.datastore.sqlite_codec import decode as _decode
@@ -246,10 +246,7 @@ class SqliteBackend(Backend):
         def op(conn: sqlite3.Connection, now: float) -> tuple[Rows, int, bool]:
             # The cyclic collector is paused (process-wide, unless the caller already paused it): every
             # row and value made here survives, and collections over them would cost more than the reading.
-            paused = gc.isenabled()
-            if paused:
-                gc.disable()
-            try:
+            with collector_paused():
                 conn.execute("BEGIN")
                 try:
                     out: Rows = []
@@ -265,15 +262,6 @@ class SqliteBackend(Backend):
                 finally:
                     conn.execute("COMMIT")
                 return out, revision, expired is not None
-            finally:
-                if paused:
-                    if gc.get_freeze_count() == 0:  # unless the process keeps frozen objects of its own
-                        # What was made here is filed as old at once (two list splices), not scanned by the
-                        # young collections the next allocations trigger: felix_list_bench's "list" of
-                        # 11,300 entries 50-56 -> 34-37 ms CPU.
-                        gc.freeze()
-                        gc.unfreeze()
-                    gc.enable()
 
         rows, revision, expired = await self._read(op)
         if expired:

@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from libcalico.collector import collector_paused
 from libcalico.datastore.backend import KV, Backend, WatchEvent
-from libcalico.datastore.etcd_codec import collector_paused
 from libcalico.errors import DatastoreError, ResyncRequired
 from libcalico.syncer.backoff import RetryPolicy
 from libcalico.syncer.callbacks import (
@@ -220,7 +219,7 @@ class Syncer:
             return self.core.page(msg.wid, msg.items)
         if isinstance(msg, _Begin):
             # The listing's entries all survive: no collector passes over them until it has been
-            # delivered (see etcd_codec.collector_paused).
+            # delivered (see libcalico.collector).
             pause = msg.pause
             if msg.wid in self._collector_pauses:
                 if pause is not None:
@@ -308,7 +307,7 @@ class Syncer:
         list_rows = getattr(self.backend, "list_rows", None)
         if list_rows is not None:
             # sqlite: the listing as plain rows (no KV object per entry), read with the collector paused
-            # until the main task has delivered it (see etcd_codec.collector_paused); handed over in
+            # until the main task has delivered it (see libcalico.collector); handed over in
             # pieces, so resync-in-progress goes out as soon as it is read and each batch is checked and
             # delivered in its own turn of the loop (the whole snapshot of 11,300 entries in one message
             # held the status back, and the loop, for the ~40 ms its validation takes).
@@ -354,23 +353,10 @@ class Syncer:
 
 
 def _pause_collector() -> contextlib.ExitStack:
-    """A collector pause for one listing (see etcd_codec.collector_paused); closing it files what was made as old.
-
-    Before the collector resumes, everything it would find young is moved to the oldest generation at
-    once (``gc.freeze()`` then ``gc.unfreeze()``: two list splices) instead of being scanned in the young
-    generations and again on the way up (felix_list_bench's ``churn_after``, right after an in-sync of
-    11,300 entries: 22-26 -> 5-6 ms CPU). Left alone when the process keeps frozen objects of its own.
-    """
+    """A collector pause for one listing (see libcalico.collector), to be closed by whoever delivers it."""
     pause = contextlib.ExitStack()
     pause.enter_context(collector_paused())
-    pause.callback(_file_as_old)  # runs first on close: while the collector is still paused
     return pause
-
-
-def _file_as_old() -> None:
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
-        gc.unfreeze()
 
 
 def _work(msg: _Message) -> int:

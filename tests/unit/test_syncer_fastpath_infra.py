@@ -9,8 +9,6 @@ models' own checks on random text.
 
 from __future__ import annotations
 
-import copy
-import random
 from typing import Any
 
 import pytest
@@ -21,17 +19,16 @@ from hypothesis import strategies as st
 from libcalico.resources import fields, ippool, policy
 from libcalico.syncer import fastkinds
 from tests.unit.test_syncer_fastpath_kinds import (
-    _GONE,
     REPLACEMENTS,
     TEXT,
-    Chooser,
-    _changed,
     _documents,
-    _paths,
     _raises,
+    agrees,
     fast_accepts,
     model_accepts,
-    mutate,
+    mutants,
+    single_slot_changes_agree,
+    valid_mutants,
 )
 
 V3 = "projectcalico.org/v3"
@@ -99,21 +96,6 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def agrees(kind: str, doc: Any) -> None:
-    """Fast True implies model True (as ``kind``)."""
-    if fast_accepts(kind, doc):
-        assert model_accepts(kind, doc), f"fast path accepted what the {kind} model rejects: {doc!r}"
-
-
-@st.composite
-def mutants(draw: st.DrawFn, kind: str) -> dict[str, Any]:
-    c = Chooser(draw=draw)
-    doc = copy.deepcopy(c.pick(SEEDS[kind]))
-    for _ in range(c.int(0, 3)):
-        mutate(c, doc)
-    return doc
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_seeds_take_the_fast_path(kind: str) -> None:
     for doc in SEEDS[kind]:
@@ -125,7 +107,7 @@ def test_seeds_take_the_fast_path(kind: str) -> None:
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_fast_path_accepts_only_what_the_model_accepts(kind: str, data: st.DataObject) -> None:
-    doc = data.draw(mutants(kind))
+    doc = data.draw(mutants(kind, SEEDS))
     for as_kind in KINDS:  # a mutant may have become another kind (its kind field changed)
         agrees(as_kind, doc)
 
@@ -133,16 +115,7 @@ def test_fast_path_accepts_only_what_the_model_accepts(kind: str, data: st.DataO
 @pytest.mark.parametrize("kind", KINDS)
 def test_most_valid_mutants_take_the_fast_path(kind: str) -> None:
     """Not vacuous: of single-change mutants the model accepts, the fast path takes most (and never more)."""
-    c = Chooser(rnd=random.Random(f"fastkinds-{kind}"))
-    valid = fast = 0
-    for _ in range(1000):
-        doc = copy.deepcopy(c.pick(SEEDS[kind]))
-        mutate(c, doc)
-        if model_accepts(kind, doc):
-            valid += 1
-            fast += fast_accepts(kind, doc)
-        else:
-            assert not fast_accepts(kind, doc), doc
+    valid, fast = valid_mutants(kind, SEEDS, "fastkinds")
     assert valid >= 30  # (the mutations are made for policies: most break a pool or a node)
     assert fast >= 0.8 * valid, f"{kind}: only {fast} of {valid} valid mutants took the fast path"
 
@@ -156,15 +129,7 @@ EXTRA_REPLACEMENTS: list[Any] = ["Never", "Always", "LoadBalancer", "Workload", 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_single_slot_change_agrees_with_the_model(kind: str) -> None:
     """Systematic, not random: each slot of each seed removed or given an odd or near-miss value in turn."""
-    checked = 0
-    for seed in SEEDS[kind]:
-        for path in _paths(seed):
-            for value in [_GONE, *REPLACEMENTS, *EXTRA_REPLACEMENTS]:
-                doc = _changed(seed, path, value)
-                if fast_accepts(kind, doc):
-                    checked += 1
-                    assert model_accepts(kind, doc), f"{kind}: {path} = {value!r} accepted, the model rejects it"
-    assert checked > 0
+    assert single_slot_changes_agree(kind, SEEDS, [*REPLACEMENTS, *EXTRA_REPLACEMENTS]) > 0
 
 
 # ---------------------------------------------------------------- the models' defaults and cross-field rules

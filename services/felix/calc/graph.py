@@ -50,13 +50,12 @@ or pass ``sink`` to have every call flush into it.
 from __future__ import annotations
 
 import dataclasses
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from libcalico.collector import collector_paused
 from libcalico.datastore.keys import RESOURCE_ROOT
 from libcalico.syncer import SyncStatus, Update
 from services.felix.calc.active_rules import ActiveRules
@@ -104,32 +103,6 @@ _WORKLOAD_PREFIX = RESOURCE_ROOT + "workloadendpoints/"
 ITEM_KINDS = frozenset({"WorkloadEndpoint", "HostEndpoint", "NetworkSet", "GlobalNetworkSet"})
 POLICY_KINDS = frozenset({"NetworkPolicy", "GlobalNetworkPolicy"})
 ROUTE_KINDS = frozenset({"Node", IPAM_BLOCK})  # what only routes and VTEPs need (not the pools)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one bulk build, then file what it built as old.
-
-    The build makes no cycles, only long-lived state. Left on, the collector
-    would re-scan the young objects (and, with the syncer's snapshot, the
-    whole heap) again and again while the build adds them: about a third of
-    the load's time. Afterwards the build's objects are moved to the oldest
-    generation at once (``gc.freeze()`` then ``gc.unfreeze()``: two list
-    splices) rather than walked through each younger one; the next full
-    collection still sees them. When the process has frozen objects of its
-    own, that is left alone and the young objects age the usual way.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
-        gc.enable()
 
 
 @dataclass(slots=True)
@@ -219,7 +192,7 @@ class CalcGraph:
         if status is SyncStatus.IN_SYNC:
             self._in_sync = True
             if self._pending is not None:
-                with _gc_paused():
+                with collector_paused():  # no cycles, only long-lived state (collected: ~1/3 more time)
                     self._load_snapshot()
         self._deliver()
 
@@ -367,7 +340,7 @@ class CalcGraph:
     def _complete_snapshot(self) -> None:
         """Run part B of the first snapshot if it is pending."""
         if self._rest is not None:
-            with _gc_paused():
+            with collector_paused():  # no cycles, only long-lived state (collected: ~1/3 more time)
                 self._load_rest()
 
     def _load_items(self, loaded: list[EndpointData]) -> dict[str, Any]:

@@ -11,8 +11,7 @@ Only sets referenced by an active rule are ever computed or sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Iterable
 
 from services.felix.calc.ipsets import IPSetDef, IPSetIndex
 
@@ -38,30 +37,18 @@ class RuleScanner:
         self._on_active = on_active
         self._on_inactive = on_inactive
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold owners' updates until the end of the block, then apply them in order (a bulk load).
+    def hold(self) -> None:
+        """Hold owners' updates until :meth:`release` (a bulk load).
 
         The same end state as applying each at once; but the IP-set index learns
         every label key the new sets' selectors read first, and indexes them in
         one pass over all items rather than one pass per key.
         """
-        self.hold()
-        try:
-            yield
-        finally:
-            self.release()
-
-    def hold(self) -> None:
-        """Start holding owners' updates (as :meth:`held`, for a load split in two calls) until :meth:`release`."""
         if self._held is None:
             self._held = []
 
     def release(self) -> None:
         """Apply the held updates in order and stop holding."""
-        self._release()
-
-    def _release(self) -> None:
         held, self._held = self._held, None
         if held:
             self._index.prepare(d for _, defs in held for d in defs)
@@ -93,8 +80,8 @@ class RuleScanner:
 
     def remove_owner(self, owner: Hashable) -> None:
         """The owner is no longer active: release every set it referenced."""
-        if self._held is not None:  # apply what is held first, in order
-            self._release()
+        if self._held is not None:  # apply what is held first, in order, and hold on
+            self.release()
             self._held = []
         self._release_sets(owner, self._sets_of.pop(owner, frozenset()))
 
