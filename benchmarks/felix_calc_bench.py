@@ -20,10 +20,10 @@ work, as it did when the graph imported them itself.
 endpoints that many policies select, hot policies), cold start only. The
 cold start's CPU time is also split into ``on_status(IN_SYNC)`` (part A of
 the bulk load) and the first flush (part B, then the flush); ``--repeat`` reports the fastest of
-N cold starts. Alternating with those, the same cold start in the daemon's two
+N cold starts. Alternating with those, the same cold start in the daemon's three
 parts: part A (``on_status(IN_SYNC)`` + ``flush_early()``: config, pools, the
-local endpoints) and part B (``flush()``: the rest), checked to send exactly
-what the one flush sends. It also times the felix syncer's core taking the snapshot
+local endpoints), the policies (``flush_policies()``: compiled) and part B
+(``flush()``: the rest), checked to send exactly what the one flush sends. It also times the felix syncer's core taking the snapshot
 (with the validation Felix's direct syncer does), so that "validation +
 graph" compares with ``--validate-workloads`` (the graph validates
 WorkloadEndpoints itself; the syncer then skips them).
@@ -258,9 +258,9 @@ def timed_cold_start(updates: list[Update], host: str = HOST) -> tuple[CalcGraph
 
 
 def timed_split_cold_start(updates: list[Update], host: str = HOST
-                           ) -> tuple[list[m.Message], list[m.Message], float, float]:
-    """A cold start in two parts, as the daemon runs it: part A (``on_status(IN_SYNC)`` + ``flush_early()``)
-    and part B (``flush()``); their messages and process CPU seconds."""
+                           ) -> tuple[list[m.Message], list[m.Message], list[m.Message], float, float, float]:
+    """A cold start in three parts, as the daemon runs it: part A (``on_status(IN_SYNC)`` + ``flush_early()``),
+    the policies (``flush_policies()``) and part B (``flush()``); their messages and process CPU seconds."""
     graph = CalcGraph(host, validate_workloads=VALIDATE_WORKLOADS[0])
     gc.collect()
     graph.on_status(SyncStatus.RESYNC_IN_PROGRESS)
@@ -269,20 +269,27 @@ def timed_split_cold_start(updates: list[Update], host: str = HOST
     start = time.process_time()
     graph.on_status(SyncStatus.IN_SYNC)
     early = graph.flush_early()
+    after_a = time.process_time()
+    policies = graph.flush_policies()
     middle = time.process_time()
     rest = graph.flush()
     end = time.process_time()
     assert not graph.snapshot_pending
-    return early, rest, middle - start, end - middle
+    return early, policies, rest, after_a - start, middle - after_a, end - middle
 
 
-def in_one(early: list[m.Message], rest: list[m.Message]) -> list[m.Message]:
-    """Parts A and B as one flush sends them: A's endpoints after B's IP sets, policies and profiles."""
+def in_one(early: list[m.Message], rest: list[m.Message], policies: list[m.Message] | None = None) -> list[m.Message]:
+    """Parts A, the policies (``flush_policies``, when sent) and B as one flush sends them: A's endpoints after
+    B's IP sets and the policies and profiles."""
     endpoint_types = (m.WorkloadEndpointUpdate, m.HostEndpointUpdate)
-    first_types = (m.IPSetUpdate, m.IPSetDeltaUpdate, m.ActivePolicyUpdate, m.ActiveProfileUpdate)
+    set_types = (m.IPSetUpdate, m.IPSetDeltaUpdate)
+    first_types = (*set_types, m.ActivePolicyUpdate, m.ActiveProfileUpdate)
     head = [x for x in early if not isinstance(x, (*endpoint_types, m.EndpointsReady))]
     cut = next((i for i, x in enumerate(rest) if not isinstance(x, first_types)), len(rest))
-    return head + rest[:cut] + [x for x in early if isinstance(x, endpoint_types)] + rest[cut:]
+    sets = [x for x in rest[:cut] if isinstance(x, set_types)]
+    rules = [x for x in policies or () if not isinstance(x, m.PoliciesReady)]
+    rules += [x for x in rest[:cut] if not isinstance(x, set_types)]
+    return head + sets + rules + [x for x in early if isinstance(x, endpoint_types)] + rest[cut:]
 
 
 def warm_imports(updates: list[Update]) -> float:
@@ -444,7 +451,7 @@ def e2e_main(args: argparse.Namespace) -> int:
         args.seed = 1  # the e2e benchmark's default
     updates = syncer_order(e2e_snapshot(args))
     warm_imports(updates)
-    best_cpu, loads, flushes, syncer, parts_a, parts_b = float("inf"), [], [], [], [], []
+    best_cpu, loads, flushes, syncer, parts_a, parts_p, parts_b = float("inf"), [], [], [], [], [], []
     out: list[m.Message] = []
     for _ in range(args.repeat):  # (the one-flush and the two-part cold starts alternate: an A/B comparison)
         syncer.append(syncer_cpu(updates))
@@ -454,9 +461,10 @@ def e2e_main(args: argparse.Namespace) -> int:
         flushes.append(LAST_SPLIT[1])
         stats = graph.stats()
         del graph
-        early, rest, a_cpu, b_cpu = timed_split_cold_start(updates, e2e.HOST)
-        assert in_one(early, rest) == out, "parts A and B differ from the one flush"
+        early, policies, rest, a_cpu, p_cpu, b_cpu = timed_split_cold_start(updates, e2e.HOST)
+        assert in_one(early, rest, policies) == out, "the parts differ from the one flush"
         parts_a.append(a_cpu)
+        parts_p.append(p_cpu)
         parts_b.append(b_cpu)
     kinds: dict[str, int] = {}
     for msg in out:
@@ -467,12 +475,14 @@ def e2e_main(args: argparse.Namespace) -> int:
     print(f"  CPU             {best_cpu * 1000:8.1f} ms total; on_status(IN_SYNC) {min(loads) * 1000:.1f} ms "
           f"(median {statistics.median(loads) * 1000:.1f}; first, with cold parse caches, {loads[0] * 1000:.1f}), "
           f"first flush {min(flushes) * 1000:.1f} ms (one flush: the old way)")
-    fastest = min(range(args.repeat), key=lambda i: parts_a[i] + parts_b[i])
-    print(f"  two parts       {min(parts_a) * 1000:8.1f} ms CPU part A (on_status + flush_early: config, pools, "
+    fastest = min(range(args.repeat), key=lambda i: parts_a[i] + parts_p[i] + parts_b[i])
+    print(f"  three parts     {min(parts_a) * 1000:8.1f} ms CPU part A (on_status + flush_early: config, pools, "
           f"{sum(isinstance(x, (m.WorkloadEndpointUpdate, m.HostEndpointUpdate)) for x in early)} endpoints; "
-          f"median {statistics.median(parts_a) * 1000:.1f}), {min(parts_b) * 1000:.1f} ms part B (flush; median "
-          f"{statistics.median(parts_b) * 1000:.1f}); A + B {(parts_a[fastest] + parts_b[fastest]) * 1000:.1f} ms "
-          f"against {(min(a + b for a, b in zip(loads, flushes, strict=True))) * 1000:.1f} ms in one")
+          f"median {statistics.median(parts_a) * 1000:.1f}), {min(parts_p) * 1000:.1f} ms the policies "
+          f"(flush_policies; median {statistics.median(parts_p) * 1000:.1f}), {min(parts_b) * 1000:.1f} ms part B "
+          f"(flush; median {statistics.median(parts_b) * 1000:.1f}); together "
+          f"{(parts_a[fastest] + parts_p[fastest] + parts_b[fastest]) * 1000:.1f} ms against "
+          f"{(min(a + b for a, b in zip(loads, flushes, strict=True))) * 1000:.1f} ms in one")
     print(f"  syncer core     {min(syncer) * 1000:8.1f} ms CPU for the snapshot's entries (validating the kinds the "
           f"graph does not; first {syncer[0] * 1000:.1f}); validation + graph {(min(syncer) + best_cpu) * 1000:.1f} ms"
           f"{' (graph validates workloads)' if VALIDATE_WORKLOADS[0] else ''}")

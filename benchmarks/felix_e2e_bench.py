@@ -1,7 +1,11 @@
 """Felix end to end, through the real daemon: cold start, single-change latency, memory, new-pod first response.
 
 Run (root):  .venv/bin/python benchmarks/felix_e2e_bench.py [--policies 1000] [--remote 10000] [--local 100]
-             [--changes 100] [--pods 20] [--seed 1]
+             [--changes 100] [--pods 20] [--seed 1] [--felix-tree DIR] [--keep-log FILE]
+
+``--felix-tree DIR``: Felix runs the ``libcalico`` and ``services`` packages found in DIR (a copy
+of the tree, for A/B comparisons of two versions in one series); ``--keep-log FILE``: Felix's log
+is copied there.
 
 In throwaway network namespaces (deleted at the end, whatever happens):
 
@@ -319,8 +323,8 @@ async def fill(db: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
         await backend.close()
 
 
-def start_felix(lab: Lab, db: str, workdir: Path) -> subprocess.Popen[bytes]:
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "DATASTORE_TYPE": "sqlite",
+def start_felix(lab: Lab, db: str, workdir: Path, tree: str | None = None) -> subprocess.Popen[bytes]:
+    env = {**({"PYTHONPATH": tree} if tree else {}),"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "DATASTORE_TYPE": "sqlite",
            "CALICO_DB": db, "FELIX_FELIXHOSTNAME": HOST, "FELIX_HEALTHENABLED": "true",
            "FELIX_HEALTHHOST": "127.0.0.1", "FELIX_HEALTHPORT": str(PORT), "FELIX_PROMETHEUSMETRICSENABLED": "true",
            "FELIX_PROMETHEUSMETRICSHOST": "127.0.0.1", "FELIX_PROMETHEUSMETRICSPORT": str(PORT),
@@ -490,6 +494,8 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--felix-tree", help="run Felix from the libcalico and services packages in this directory")
+    parser.add_argument("--keep-log", type=Path, help="copy Felix's log here")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -528,7 +534,7 @@ def main() -> int:
         # 2. cold start
         wall0 = time.time()
         started = time.perf_counter()
-        felix = start_felix(lab, db, workdir)
+        felix = start_felix(lab, db, workdir, args.felix_tree)
         probe = InNetns(lab.host)
         while True:
             status, _ = probe.get("/readiness")
@@ -636,6 +642,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 felix.kill()
         lab.close()
+        if args.keep_log is not None and (workdir / "felix.log").exists():
+            shutil.copyfile(workdir / "felix.log", args.keep_log)
         shutil.rmtree(workdir, ignore_errors=True)
     width = max(len(k) for k in result)
     for k, v in result.items():

@@ -50,7 +50,9 @@ async def settle_after_startup(programmed: asyncio.Event, limit: float = STARTUP
             await programmed.wait()
     except TimeoutError:
         pass
-    settle()
+    if not _settled:  # (the first apply never came: nothing hands the memory back later)
+        settle()
+        release()
     cache = codecache.active()
     written = codecache.save_and_uninstall()
     if cache is not None and written is not None:
@@ -59,8 +61,9 @@ async def settle_after_startup(programmed: asyncio.Event, limit: float = STARTUP
 
 
 def settle() -> None:
-    """Freeze the start-up objects, turn the collector on, hand freed memory back (once; later calls
-    do nothing)."""
+    """Freeze the start-up objects and turn the collector on (once; later calls do nothing). The freed
+    memory goes back to the system later (:func:`release`, after the first apply: it walks the whole heap,
+    ~10-100 ms of CPU that nft's processes need while they load the first batches)."""
     global _settled
     if _settled:
         return
@@ -68,7 +71,6 @@ def settle() -> None:
     started = time.perf_counter()
     gc.freeze()
     gc.enable()
-    release()
     log.info("startup objects frozen", frozen=gc.get_freeze_count(), seconds=round(time.perf_counter() - started, 3))
 
 

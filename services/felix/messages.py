@@ -310,6 +310,12 @@ class EndpointsReady:
 
 
 @dataclass(frozen=True, slots=True)
+class PoliciesReady:
+    """Before the first InSync, after EndpointsReady: every active policy and profile of the first complete
+    snapshot has been sent, compiled; its IP sets, routes and the rest follow, then InSync."""
+
+
+@dataclass(frozen=True, slots=True)
 class InSync:
     """The graph has sent everything for the first complete snapshot."""
 
@@ -319,5 +325,5 @@ Message = (
     | IPSetUpdate | IPSetDeltaUpdate | IPSetRemove
     | WorkloadEndpointUpdate | WorkloadEndpointRemove | HostEndpointUpdate | HostEndpointRemove
     | RouteUpdate | RouteRemove | VXLANTunnelEndpointUpdate | VXLANTunnelEndpointRemove
-    | IPAMPoolUpdate | IPAMPoolRemove | ConfigUpdate | EndpointsReady | InSync
+    | IPAMPoolUpdate | IPAMPoolRemove | ConfigUpdate | EndpointsReady | PoliciesReady | InSync
 )

@@ -24,13 +24,15 @@ endpoints (found by their stored ``spec.node`` before any decoding, then
 decoded, labels inherited); the policies, whose selectors the label index of
 the local endpoints answers by set algebra -- the rules' compilation is
 deferred. ``flush_early()`` then sends the config, pools and local endpoints
-(final) and EndpointsReady, so the dataplane can start on them. Part B (the
+(final) and EndpointsReady, so the dataplane can start on them;
+``flush_policies()`` compiles the active policies and profiles and sends them,
+then PoliciesReady, so the dataplane can start on their chains too. Part B (the
 next ``flush()``, or any other call first) loads every other endpoint and
 network set at once (before any selector of theirs exists), compiles the
-active policies and profiles, then activates the IP sets their rules need
+active policies and profiles (unless flush_policies did), then activates the IP sets their rules need
 (held until here, so every label key their selectors read is indexed in one
 pass over the items), each with its whole membership counted in one go; the
-flush sends the rest and InSync. Parts A and B together send exactly what one
+flush sends the rest and InSync. The parts together send exactly what one
 flush after ``on_status`` sends (the old way, still what a plain ``flush()``
 gives), and the result is the state that applying the updates one by one
 gives (the tests compare them); after the first in-sync every update goes
@@ -164,6 +166,7 @@ class CalcGraph:
         self._pending: dict[str, Update] | None = {}  # before the first in-sync: the latest update per key
         self._rest: _Rest | None = None  # part B of the first snapshot, while it waits
         self._early_sent = False
+        self._policies_sent = False  # flush_policies sent the middle part of the first snapshot
         d = self._dispatcher = Dispatcher(accepts)
         self._workload_fields: Callable[[Any], tuple[Any, ...] | None] | None = None
         d.register("WorkloadEndpoint", self._on_item, self._decode_workload, validate=validate_workloads,
@@ -220,6 +223,18 @@ class CalcGraph:
             return []
         self._early_sent = True
         return self._seq.flush_early()
+
+    def flush_policies(self) -> list[Message]:
+        """The middle part of the first snapshot, after :meth:`flush_early`: the active policies and profiles,
+        compiled (their IP sets are activated in part B), then PoliciesReady; [] when that is not pending.
+        The next :meth:`flush` sends the rest; the three parts together are what one flush would have sent
+        (less the two markers), the policies before the IP sets their rules name."""
+        if self._rest is None or not self._early_sent or self._policies_sent:
+            return []
+        self._policies_sent = True
+        with collector_paused():
+            self._active.compile_deferred()
+        return self._seq.flush_policies()
 
     def flush(self) -> list[Message]:
         """The messages for everything that changed since the last flush, in dataplane order."""

@@ -18,10 +18,11 @@ differs from the last message sent for a key is sent again. IP-set members
 are tracked as pending additions/removals per set once the set has been sent;
 before that, the whole membership is sent when the set goes out.
 
-On a cold start the first snapshot may go in two parts: ``flush_early()``
+On a cold start the first snapshot may go in parts: ``flush_early()``
 sends the ConfigUpdate, the IPAMPoolUpdates and the local endpoints (final),
-then EndpointsReady; the next ``flush()`` sends the rest in the order above
-(what went early is not sent again), then InSync.
+then EndpointsReady; ``flush_policies()`` every active policy and profile,
+then PoliciesReady; the next ``flush()`` sends the rest in the order above
+(what went before is not sent again), then InSync.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from services.felix.messages import (
     IPSetRemove,
     IPSetUpdate,
     Message,
+    PoliciesReady,
     RouteRemove,
     VXLANTunnelEndpointRemove,
     WorkloadEndpointRemove,
@@ -153,6 +155,21 @@ class EventSequencer:
         dirty.config = False
         dirty.endpoints.clear()
         out.append(EndpointsReady())
+        return out
+
+    def flush_policies(self) -> list[Message]:
+        """The second part of the first snapshot: every active policy and profile, then PoliciesReady (what is
+        sent here is not sent again; before the first in-sync nothing was sent, so nothing is removed)."""
+        if self._in_sync_sent:
+            return []
+        dirty = self._dirty
+        dirty.policies.update(self._active.desired_policies)
+        dirty.profiles.update(self._active.desired_profiles)
+        out: list[Message] = []
+        self._flush_rules(out)
+        dirty.policies.clear()
+        dirty.profiles.clear()
+        out.append(PoliciesReady())
         return out
 
     def flush(self, in_sync: bool) -> list[Message]:

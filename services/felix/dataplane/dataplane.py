@@ -5,8 +5,9 @@ How it works::
     send(msg) ──► queue ──► turn: drain every queued message ─► FilterState / RouteManager (desired)
                                    │  (nothing touches the kernel before the first InSync)
                                    ▼
-                 EndpointsReady before InSync (the graph's first snapshot in two parts): read the
-                 table and launch the endpoint chains at once, then set ``early_started``
+                 EndpointsReady before InSync (the graph's first snapshot in parts): read the
+                 table and launch the endpoint chains at once, then set ``early_started``;
+                 PoliciesReady: render the policy and profile chains, launch them, ``policies_started``
                  first turn after InSync: start-up sweep = read the table (unless EndpointsReady did),
                  then program it in stages (chains while the IP sets fold; see stages.py) ending in ONE
                  hooking batch, then sweep stale routes; readiness listeners hear of it at once
@@ -62,6 +63,7 @@ from services.felix.dataplane.stages import (
     apply_in_stages,
     split_first_turn,
     start_early,
+    start_policies,
 )
 from services.felix.dataplane.tunnels import IPIP_DEVICE, VXLAN_DEVICE
 from services.felix.memory import release
@@ -70,6 +72,7 @@ from services.felix.messages import (
     EndpointsReady,
     InSync,
     Message,
+    PoliciesReady,
     RouteRemove,
     RouteUpdate,
     VXLANTunnelEndpointRemove,
@@ -77,6 +80,8 @@ from services.felix.messages import (
 )
 
 log = structlog.get_logger("felix.dataplane")
+
+RELEASE_DELAY = 0.5  # seconds after the first apply before freed start-up memory goes back to the system
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,7 @@ class Dataplane:
         self.in_sync = False
         self.ready = asyncio.Event()  # set after the first successful apply after InSync
         self.early_started = asyncio.Event()  # the endpoints' chains of the first snapshot are in nft's hands (or will not be early)
+        self.policies_started = asyncio.Event()  # ... and its policies' and profiles' chains (the same)
         self.ready_listeners: list[Callable[[], None]] = []  # called right when ``ready`` is set (readiness)
         self._queue: asyncio.Queue[Message | _Wake] = asyncio.Queue()
         self._sent = 0
@@ -195,6 +201,7 @@ class Dataplane:
         counted = len(messages) + sum(1 for m in items if isinstance(m, _Wake) and m.counted)
         first: FirstTurn | None = None
         endpoints_ready = any(isinstance(m, EndpointsReady) for m in messages)
+        policies_ready = any(isinstance(m, PoliciesReady) for m in messages)
         try:
             if not self.ready.is_set() and self._needs_replace and (
                     self.in_sync or any(isinstance(m, InSync) for m in messages)):
@@ -212,6 +219,9 @@ class Dataplane:
             elif endpoints_ready and not self.ready.is_set() and self._needs_replace and self._early is None:
                 await self._start_early(messages)
                 messages = []
+            elif policies_ready and not self.ready.is_set() and self._early is not None:
+                await self._start_policies(messages)
+                messages = []
             for msg in messages:
                 self._fold(msg)
             if self.in_sync:
@@ -227,6 +237,8 @@ class Dataplane:
         finally:
             if endpoints_ready:
                 self.early_started.set()  # in every case: nobody waits for an early start that will not come
+            if policies_ready:
+                self.policies_started.set()
             if first is not None:
                 first.close()  # whatever happened, every message is folded before the next turn
                 if first.early is not None:
@@ -251,6 +263,15 @@ class Dataplane:
         log.info("endpoint chains started early", batches=self._early.launched,
                  lines=self._early.stages.report.batches)
 
+    async def _start_policies(self, messages: list[Message]) -> None:
+        """PoliciesReady after an early start, before InSync: fold the policies and profiles, render their
+        chains and hand them to nft too (see :func:`stages.start_policies`)."""
+        for msg in messages:
+            self._fold(msg)
+        assert self._early is not None
+        launched = await start_policies(self.filter, self._early)
+        log.info("policy chains started early", lines=launched)
+
     async def _drop_early(self) -> None:
         early, self._early = self._early, None
         if early is not None:
@@ -265,8 +286,8 @@ class Dataplane:
 
     def _on_message(self, msg: Message) -> None:
         assert self.routes is not None
-        if isinstance(msg, EndpointsReady):
-            return  # (only a marker: see _turn)
+        if isinstance(msg, (EndpointsReady, PoliciesReady)):
+            return  # (only markers: see _turn)
         if isinstance(msg, InSync):
             if not self.in_sync:
                 log.info("in sync; programming the dataplane")
@@ -334,7 +355,10 @@ class Dataplane:
             self._schedule_refresh()
             log.info("dataplane programmed", seconds=round(self.stats.last_apply_seconds, 3),
                      chains=len(self.filter.table.chains), sets=len(self.filter.table.sets))
-            release()  # the start-up batches and listings are garbage now
+            # The start-up batches and listings are garbage now; glibc's trim walks the whole heap (~10 ms
+            # here), so it waits a moment: a readiness probe in flight is answered first (measured: "ready"
+            # seen ~10 ms after the apply when the trim ran at once).
+            asyncio.get_running_loop().call_later(RELEASE_DELAY, release)
 
     async def _while_first_batch(self, resync: bool) -> None:
         """Work that waits for nothing the first table batch does (run while nft loads it)."""

@@ -131,6 +131,17 @@ class FilterState:
         """The policy and profile chains an endpoint jumps to that no message brought yet (stubs that drop)."""
         return {name for name, count in self._chain_refs.items() if count > 0 and name not in self._sources}
 
+    def unfilled_sets(self) -> set[str]:
+        """The sets rules name whose IP set has not arrived (in the table, empty, until it does)."""
+        unfilled = set()
+        owner, ipsets = self._set_owner, self.ipsets
+        for name in self._set_users:
+            set_id = owner.get(name)
+            members = ipsets.get(set_id) if set_id is not None else None
+            if members is None or name not in members.set_names():
+                unfilled.add(name)
+        return unfilled
+
     def render_pending(self, limit: int | None = None) -> None:
         """Render pending policy and profile chains (at most ``limit`` of them; None: all)."""
         pending = self._pending

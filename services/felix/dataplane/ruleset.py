@@ -148,6 +148,7 @@ class Batch:
     elements_out: list[str] = field(default_factory=list)
     elements_in: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)  # chain blocks (see add_chain_block)
     maps: list[str] = field(default_factory=list)
     teardown: list[str] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
@@ -155,18 +156,20 @@ class Batch:
     @property
     def size(self) -> int:
         """How many lines :meth:`text` has."""
-        return 1 + sum(len(section) for section in (self.create, self.elements_out, self.elements_in, self.rules,
-                                                     self.maps, self.teardown, self.deletes))
+        return 1 + (2 if self.blocks else 0) + sum(len(section) for section in (
+            self.create, self.elements_out, self.elements_in, self.rules, self.blocks, self.maps, self.teardown,
+            self.deletes))
 
     @property
     def empty(self) -> bool:
         """True when there is nothing to send."""
-        return not any((self.create, self.elements_out, self.elements_in, self.rules, self.maps,
+        return not any((self.create, self.elements_out, self.elements_in, self.rules, self.blocks, self.maps,
                         self.teardown, self.deletes))
 
     def text(self) -> str:
         """The script."""
-        lines = [f"add table {TABLE}", *self.create, *self.elements_out, *self.elements_in, *self.rules,
+        block = [f"table {TABLE} {{", *self.blocks, "}"] if self.blocks else []
+        lines = [f"add table {TABLE}", *self.create, *self.elements_out, *self.elements_in, *self.rules, *block,
                  *self.maps, *self.teardown, *self.deletes]
         return "\n".join(lines) + "\n"
 
@@ -175,6 +178,15 @@ class Batch:
         prefix = f"add rule {TABLE} {chain.name} "
         self.rules.extend(f'{prefix}{body} comment "cali:{h}"' for body, h in zip(chain.rules, chain.hashes,
                                                                                  strict=True))
+
+    def add_chain_block(self, chain: Chain) -> None:
+        """Append ``chain``'s rules, with their hash comments, as a ``chain … { … }`` block in the batch's one
+        ``table`` block (after the ``add rule`` lines): the same commands, which nft parses in ~20% less time
+        (the e2e benchmark's endpoint chains, 7,135 rules: 0.099 → 0.081 s of ``nft -f``). One table block
+        per batch: each one is a table update of its own (a block per chain took 3× the kernel time)."""
+        self.blocks.append(f"chain {chain.name} {{")
+        self.blocks.extend(f'{body} comment "cali:{h}"' for body, h in zip(chain.rules, chain.hashes, strict=True))
+        self.blocks.append("}")
 
 
 def elements_lines(name: str, elements: Iterable[str], verb: str, chunk: int = 4000, ordered: bool = True

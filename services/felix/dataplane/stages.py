@@ -67,7 +67,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -98,7 +98,10 @@ from services.felix.messages import (
 
 RENDER_CHUNK = 64  # policy/profile chains rendered between looks at the event loop (~1 ms of work)
 FOLD_CHUNK = 32  # backlog messages folded between looks at the event loop
-STAGED_NFT_NICE = 5  # niceness of the nft processes while this thread still folds and renders
+# Niceness of the nft processes while this thread still folds and renders (0: none). It was 5 while the
+# graph's work was the longer path; with the policy chains loading before InSync too, nft is the longer
+# one from the first batch on (see docs/felix.md; measured A/B in docs/felix-dataplane.md).
+STAGED_NFT_NICE = 0
 # Sets batches after an early start: nft starts on a third while the rest folds (e2e world, A/B alternating:
 # 2 -> 3 parts -0.015 s of the first apply; 3 -> 4 no change).
 SETS_PARTS = 3
@@ -204,11 +207,12 @@ def copy_state(kernel: TableState | None) -> TableState:
                       maps={name: (mapdef, dict(entries)) for name, (mapdef, entries) in kernel.maps.items()})
 
 
-def plan_sets_stage(desired: DesiredTable, kernel: TableState, skip: Collection[str] = ()
-                    ) -> tuple[Batch, dict[str, SetValue], int]:
+def plan_sets_stage(desired: DesiredTable, kernel: TableState, skip: Collection[str] = (),
+                    committed: Mapping[str, SetDef] | None = None) -> tuple[Batch, dict[str, SetValue], int]:
     """The sets stage: every wanted set whose kind the kernel does not contradict, with its elements
     (a set the kernel lacks is added, so the batch commits before or after the chains batches too);
-    sets in ``skip`` (an earlier sets batch's) are left out.
+    sets in ``skip`` (an earlier sets batch's) are left out; ``committed``: sets an earlier batch has
+    already created, empty, in the kernel (filled without declaring them again).
 
     Returns the batch, the sets it makes right (name → value) and how many kept sets it refills.
     """
@@ -220,6 +224,8 @@ def plan_sets_stage(desired: DesiredTable, kernel: TableState, skip: Collection[
             continue
         setdef, elements = value
         have = kernel.sets.get(name)
+        if have is None and committed and name in committed:
+            have = (committed[name], frozenset())
         if have is None:
             batch.create.append(f"add set {TABLE} {name} {setdef.declaration()}")
         elif have[0] != setdef:
@@ -227,7 +233,7 @@ def plan_sets_stage(desired: DesiredTable, kernel: TableState, skip: Collection[
         elif have[1] == elements:
             done[name] = value
             continue
-        else:
+        elif have[1]:
             batch.elements_out.append(f"flush set {TABLE} {name}")
             refilled += 1
         batch.elements_in.extend(elements_lines(name, elements, "add", ordered=False))
@@ -271,14 +277,14 @@ def plan_chains_stage(desired: DesiredTable, staged: TableState, loading_chains:
     batch.create.extend(f"add chain {TABLE} {name}" for name in [*wanted, *elsewhere])  # before any jump
     chains: dict[str, ChainValue] = {}
     for name, (chain, _refs, _targets) in wanted.items():
-        batch.add_rules(chain)
+        batch.add_chain_block(chain)
         chains[name] = (None, chain.hashes)
     return batch, chains, declared, elsewhere
 
 
 def stage_weight(batch: Batch, sets: dict[str, SetValue]) -> int:
     """A rough measure of nft's work for a batch: rules and objects, plus set elements (cheaper each)."""
-    return len(batch.rules) + 2 * len(batch.create) + sum(len(elements) for _def, elements in sets.values()) // 3
+    return len(batch.rules) + len(batch.blocks) + 2 * len(batch.create) + sum(len(elements) for _def, elements in sets.values()) // 3
 
 
 def plan_last_stage(desired: DesiredTable, staged: TableState) -> tuple[Batch, bool]:
@@ -318,6 +324,7 @@ class _Stages:
         self.jobs: list[asyncio.Future[None]] = []
         self.chains: dict[str, ChainValue] = {}  # what the chains batches add (as if they commit)
         self.declared: dict[str, SetDef] = {}  # the sets they declare (empty until the sets stage fills them)
+        self.declared_by: list[tuple[asyncio.Future[None], dict[str, SetDef]]] = []  # ... each batch's
         self.declared_chains: set[str] = set()  # the chains they declare for a jump (empty until filled)
         self.sets: dict[str, SetValue] = {}  # what the sets stage makes right
 
@@ -354,12 +361,19 @@ class _Stages:
             self.chains.update(chains)
             self.declared.update(declared)
             self.declared_chains.update(elsewhere)
-            await self.launch(batch)
+            self.declared_by.append((await self.launch(batch), declared))
 
-    async def sets_stage(self, raw: DesiredTable, staged: TableState) -> None:
+    async def sets_stage(self, raw: DesiredTable, staged: TableState, unfilled: Collection[str] = ()) -> None:
         """Plan and launch a sets batch: every set as folded so far that no earlier sets batch took (see
-        :func:`plan_sets_stage`; one changed since it went is swapped by the last batch)."""
-        batch, sets, refilled = plan_sets_stage(raw, staged, self.sets)
+        :func:`plan_sets_stage`; one changed since it went is swapped by the last batch), less ``unfilled``
+        (empty stand-ins for IP sets still to fold, see :meth:`FilterState.unfilled_sets`)."""
+        # Sets a chains batch that has committed created are filled without a second ``add set`` (an
+        # ``add set`` of an existing set costs the kernel ~15 µs: ~20 ms for the e2e world's 1,303).
+        committed = {name: setdef for job, declared in self.declared_by
+                     if job.done() and not job.cancelled() and job.exception() is None
+                     for name, setdef in declared.items()}
+        batch, sets, refilled = plan_sets_stage(raw, staged, self.sets.keys() | unfilled if unfilled else self.sets,
+                                                committed)
         self.sets.update(sets)
         self.report.sets_refilled += refilled
         if not batch.empty:
@@ -413,12 +427,32 @@ async def start_early(state: FilterState, kernel: TableState | None, run: Callab
     raw = state.unrendered_table
     agree = _kinds_agree(raw, staged)
     if agree:
-        if nice is not None:  # this thread still has the graph's work to do (as for the InSync turn's batches)
+        if nice is not None and STAGED_NFT_NICE:  # this thread still has the graph's work to do
             nice(STAGED_NFT_NICE)
         # The graph sends the policies and profiles later: until then their chains are stubs that drop.
         await stages.chains_stage(raw, staged, 1, later=state.unknown_chains)
     stages.report.early_batches = len(stages.jobs)
     return EarlyStages(kernel, staged, stages, agree)
+
+
+async def start_policies(state: FilterState, early: EarlyStages) -> list[int]:
+    """Chains 2 before InSync, after :func:`start_early`: the policy and profile chains folded into ``state``
+    rendered (in chunks) and launched as one batch, with the sets their rules name declared (empty; of the
+    plain kind: a set whose members turn out to need an interval set is another set, and a chain that
+    names it renders again and goes in the last batch). Returns the lines launched ([] when nothing was:
+    kinds the kernel contradicts, or an early batch already failed; the InSync turn deals with both)."""
+    stages = early.stages
+    if not early.kinds_agree:
+        return []
+    while state.pending:
+        state.render_pending(RENDER_CHUNK)
+        await asyncio.sleep(0)
+    if any(job.done() and (job.cancelled() or job.exception() is not None) for job in stages.jobs):
+        return []
+    before = len(stages.jobs)
+    await stages.chains_stage(state.unrendered_table, early.staged, 1)
+    stages.report.early_batches = len(stages.jobs)
+    return stages.report.batches[before:]
 
 
 async def _fold(backlog: Backlog | None, stages: _Stages, leave: int = 0) -> None:
@@ -466,7 +500,7 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
         staged = copy_state(kernel)
     raw = state.unrendered_table
     side: asyncio.Future[None] | None = None
-    if nice is not None:  # (measured under load ~3.5: the sets batch went out 40-70 ms sooner)
+    if nice is not None and STAGED_NFT_NICE:
         nice(STAGED_NFT_NICE)
     try:
         stages.check()  # (an early batch that failed already: no need to fold and render for nothing)
@@ -482,7 +516,8 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
             total = len(ipsets) if ipsets is not None else 0
             for part in range(SETS_PARTS - 1, -1, -1):
                 await _fold(ipsets, stages, leave=total * part // SETS_PARTS)
-                await stages.sets_stage(raw, staged)
+                # (sets the policy chains name, still to fold, are empty stand-ins until then)
+                await stages.sets_stage(raw, staged, state.unfilled_sets() if part else ())
         await _render(state, stages)
         if agree and _kinds_agree(raw, staged):  # the policy and profile chains, and whatever else is new
             await stages.chains_stage(raw, staged, 1)

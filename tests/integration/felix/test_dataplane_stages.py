@@ -38,6 +38,7 @@ from services.felix.messages import (
     IPSetType,
     IPSetUpdate,
     Message,
+    PoliciesReady,
     PolicyID,
     PortRange,
     Rule,
@@ -54,6 +55,7 @@ from tests.integration.felix.test_dataplane_harness import (
     running,
     tier,
 )
+from tests.unit.felix.nftlines import script_lines
 
 POLICIES = 400
 
@@ -344,7 +346,7 @@ async def test_the_endpoint_chains_go_before_in_sync_and_nothing_is_hooked_until
         await started(dp, [endpoint(b, tiers=[tier(ingress=["default/only-a"])]), EndpointsReady()])
         assert len(batches.sent) == 1 and batches.sent[0][:2] == (False, True)  # in nft's hands, before InSync
         early = batches.sent[0][2]
-        assert f"add rule inet calico {names.workload_chain(b.iface, True)} " in early
+        assert f"add rule inet calico {names.workload_chain(b.iface, True)} " in "\n".join(script_lines(early))
         assert f"add chain inet calico {names.policy_chain('default', 'default/only-a', True)}" in early
         await dp.settled()
         for msg in (allow_profile(), only_a, InSync()):
@@ -393,7 +395,8 @@ async def test_a_restart_with_an_early_batch_keeps_the_old_rules_until_the_last_
         await started(dp, [endpoint(a), endpoint(b, tiers=[tier(ingress=["default/only-a"])]), endpoint(c),
                            endpoint(d), EndpointsReady()])
         assert len(batches.sent) == 1 and not batches.sent[0][0]
-        assert f"add rule inet calico {names.workload_chain(d.iface, True)} " in batches.sent[0][2]
+        assert f"add rule inet calico {names.workload_chain(d.iface, True)} " in "\n".join(
+            script_lines(batches.sent[0][2]))
         for msg in (allow_profile(), only_a, InSync()):
             dp.send(msg)
         await dp.settled()
@@ -437,7 +440,8 @@ async def test_a_failed_early_batch_ends_in_a_whole_replace_on_retry(netns_pool:
     assert dp.stats.replaces == 1
     retried = [text for in_sync, _bulk, text in batches.sent[1:]]
     assert all(in_sync for in_sync, _bulk, _text in batches.sent[1:])
-    assert any(f"add rule inet calico {names.workload_chain(b.iface, True)} " in text for text in retried)
+    assert any(f"add rule inet calico {names.workload_chain(b.iface, True)} " in "\n".join(script_lines(text))
+               for text in retried)
     assert_holds(listed(host), dp.filter)
     assert await can_ping(a, b.ip)
 
@@ -459,7 +463,7 @@ async def test_without_endpoints_ready_nothing_goes_before_in_sync(netns_pool: N
         assert dp.ready.is_set() and not dp.early_started.is_set()
         assert all(in_sync for in_sync, _bulk, _text in batches.sent)
         first = batches.sent[0][2]  # today's chains 1: the endpoint chains, the profile declared
-        assert f"add rule inet calico {names.workload_chain(b.iface, True)} " in first
+        assert f"add rule inet calico {names.workload_chain(b.iface, True)} " in "\n".join(script_lines(first))
         count = len(batches.sent)
         dp.send(EndpointsReady())  # once ready, the marker only answers the pipeline
         await dp.settled()
@@ -470,3 +474,51 @@ async def test_without_endpoints_ready_nothing_goes_before_in_sync(netns_pool: N
             await task
     assert_holds(listed(host), dp.filter)
     assert await can_ping(a, b.ip)
+
+
+async def test_the_policy_chains_go_before_in_sync_too_and_a_set_of_another_kind_is_swapped_last(
+        netns_pool: NetnsPool) -> None:  # noqa: F811
+    """PoliciesReady after the early batch: the policy chains go to nft before InSync, with the sets their rules
+    name declared empty and plain; an IP set whose members turn out to be wider nets is another (interval)
+    set, so the chain naming it renders again and the last batch swaps it. Nothing is hooked before."""
+    underlay = netns_pool.underlay()
+    host = netns_pool.host("h", "10.0.0.1", underlay)
+    a, b, c, d = (netns_pool.pod(host, label, f"10.65.0.{n}") for n, label in ((2, "a"), (3, "b"), (4, "c"), (6, "d")))
+    from_a = policy("default/from-a", inbound=[Rule("allow", src_ip_set_ids=("from-a",))])
+    from_wide = policy("default/from-wide", inbound=[Rule("allow", src_ip_set_ids=("wide",))])
+    plain, interval = names.ipset_name("wide", 4, False), names.ipset_name("wide", 4, False, True)
+    wide_chain = names.policy_chain("default", "default/from-wide", True)
+    dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
+    batches = Batches(dp, host)
+    task = asyncio.create_task(dp.run())
+    try:
+        await started(dp, [endpoint(a), endpoint(c), endpoint(d),
+                           endpoint(b, tiers=[tier(ingress=["default/from-a", "default/from-wide"])]), EndpointsReady()])
+        for msg in (allow_profile(), from_a, from_wide, PoliciesReady()):
+            dp.send(msg)
+        async with asyncio.timeout(5):
+            await dp.policies_started.wait()
+        assert len(batches.sent) == 2 and batches.sent[1][:2] == (False, True)  # in nft's hands, before InSync
+        early = script_lines(batches.sent[1][2])
+        assert any(line.startswith(f"add rule inet calico {wide_chain} ") and f"@{plain} " in line for line in early)
+        assert any(line.startswith(f"add set inet calico {plain} ") for line in early)  # declared, empty
+        await dp.settled()
+        for msg in (IPSetUpdate("from-a", IPSetType.NET, frozenset({f"{a.ip}/32"})),
+                    IPSetUpdate("wide", IPSetType.NET, frozenset({"10.65.0.4/31"})), InSync()):
+            dp.send(msg)
+        await dp.settled()
+        assert dp.ready.is_set()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    last = script_lines(batches.sent[-1][2])
+    assert any(line.startswith(f"add rule inet calico {wide_chain} ") and f"@{interval} " in line for line in last)
+    assert f"delete set inet calico {plain}" in last
+    assert batches.sent[-1][1] is False and all(bulk for _s, bulk, _t in batches.sent[:-1])
+    for between in batches.after:
+        assert between is not None
+        assert not any(base for base, _hashes in between.chains.values())  # nothing hooked: packets unaffected
+    assert_holds(listed(host), dp.filter)
+    assert await can_ping(a, b.ip) and await can_ping(c, b.ip)  # by the plain set, by the interval one
+    assert not await can_ping(d, b.ip)

@@ -1,10 +1,13 @@
-"""The first snapshot in two parts: ``on_status(IN_SYNC)`` + ``flush_early()`` (part A), then ``flush()`` (part B).
+"""The first snapshot in parts: ``on_status(IN_SYNC)`` + ``flush_early()`` (part A), optionally
+``flush_policies()``, then ``flush()`` (part B).
 
 Part A must send exactly the ConfigUpdate, IPAMPoolUpdates and local endpoint
 messages that the one flush after ``on_status`` sends (the old way), in its
-order, then EndpointsReady; part B exactly the rest of that flush, in its
-order. Compared over random snapshots (the cold-start corpus), the
-benchmark's worlds, and validating graphs with bad endpoints.
+order, then EndpointsReady; ``flush_policies()`` exactly its ActivePolicyUpdates
+and ActiveProfileUpdates, in its order, then PoliciesReady; part B exactly the
+rest of that flush, in its order. Compared over random snapshots (the
+cold-start corpus), the benchmark's worlds, and validating graphs with bad
+endpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tests.unit.felix.test_calc_ipsets import Store
 from tests.unit.felix.test_calc_validated_workloads import _odd_workloads
 
 EARLY_TYPES = (m.ConfigUpdate, m.IPAMPoolUpdate, m.WorkloadEndpointUpdate, m.HostEndpointUpdate)
+POLICY_TYPES = (m.ActivePolicyUpdate, m.ActiveProfileUpdate)
 
 
 def one_flush(updates: list[Update], host: str = HOST, validate: bool = False) -> tuple[CalcGraph, list[m.Message]]:
@@ -54,6 +58,33 @@ def two_parts(updates: list[Update], host: str = HOST, validate: bool = False
     return graph, early, rest
 
 
+def three_parts(updates: list[Update], host: str = HOST, validate: bool = False
+                ) -> tuple[CalcGraph, list[m.Message], list[m.Message], list[m.Message]]:
+    """The daemon's way: part A, then flush_policies, then flush (part B); each part is sent once."""
+    graph = CalcGraph(host, validate_workloads=validate)
+    graph.on_status(SyncStatus.RESYNC_IN_PROGRESS)
+    graph.on_updates(list(updates))
+    graph.on_status(SyncStatus.IN_SYNC)
+    assert graph.flush_policies() == []  # not before part A went
+    early = graph.flush_early()
+    policies = graph.flush_policies()
+    assert graph.snapshot_pending and graph.flush_policies() == [] and graph.flush_early() == []
+    rest = graph.flush()
+    assert not graph.snapshot_pending and graph.flush_policies() == []
+    return graph, early, policies, rest
+
+
+def assert_three_way_split(old: list[m.Message], early: list[m.Message], policies: list[m.Message],
+                           rest: list[m.Message]) -> None:
+    """Part A as in two parts; then the old flush's policies and profiles (its order) + PoliciesReady; then
+    the rest of the old flush."""
+    assert early[-1] == m.EndpointsReady() and policies[-1] == m.PoliciesReady()
+    assert early[:-1] == [x for x in old if isinstance(x, EARLY_TYPES)]
+    assert policies[:-1] == [x for x in old if isinstance(x, POLICY_TYPES)]
+    assert rest == [x for x in old if not isinstance(x, (*EARLY_TYPES, *POLICY_TYPES))]
+    assert isinstance(rest[-1], m.InSync)
+
+
 def assert_split(old: list[m.Message], early: list[m.Message], rest: list[m.Message]) -> None:
     """Part A is the old flush's config, pools and endpoints (its order) + EndpointsReady; part B the rest."""
     assert early[-1] == m.EndpointsReady()
@@ -79,6 +110,23 @@ def test_two_parts_send_what_one_flush_sends_then_follow_changes(ops: list[tuple
     assert old_graph.stats() == new_graph.stats()
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ALL_OPS, min_size=1, max_size=30), st.lists(ALL_OPS, max_size=8), st.booleans())
+def test_three_parts_send_what_one_flush_sends_then_follow_changes(ops: list[tuple[Any, ...]],
+                                                                   later: list[tuple[Any, ...]],
+                                                                   validate: bool) -> None:
+    store = Store()
+    updates = updates_of(ops, store)
+    old_graph, old = one_flush(updates, validate=validate)
+    new_graph, early, policies, rest = three_parts(updates, validate=validate)
+    assert_three_way_split(old, early, policies, rest)
+    changes = updates_of(later, store)
+    for graph in (old_graph, new_graph):
+        graph.on_updates(changes)
+    assert old_graph.flush() == new_graph.flush()
+    assert old_graph.stats() == new_graph.stats()
+
+
 def _bench_args(**kw: Any) -> argparse.Namespace:
     return argparse.Namespace(**{"seed": 1, "policies": 1000, "remote": 10_000, "local": 100, **kw})
 
@@ -94,6 +142,10 @@ def test_the_e2e_benchmark_world_splits_exactly(validate: bool) -> None:
     assert sum(isinstance(x, m.WorkloadEndpointUpdate) for x in early) == 100
     assert any(x.endpoint.tiers for x in early if isinstance(x, m.WorkloadEndpointUpdate))
     assert bench.in_one(early, rest) == old  # the benchmark's own check agrees
+    _, early3, policies, rest3 = three_parts(updates, e2e.HOST, validate)
+    assert_three_way_split(old, early3, policies, rest3)
+    assert sum(isinstance(x, m.ActivePolicyUpdate) for x in policies) > 400
+    assert bench.in_one(early3, rest3, policies) == old
 
 
 def test_the_calc_benchmark_world_splits_exactly() -> None:
@@ -150,6 +202,9 @@ def test_an_empty_snapshot_splits_too() -> None:
     _, early, rest = two_parts([])
     assert_split(old, early, rest)
     assert rest == [m.InSync()]
+    _, early, policies, rest = three_parts([])
+    assert_three_way_split(old, early, policies, rest)
+    assert policies == [m.PoliciesReady()]
 
 
 def test_every_other_call_completes_part_b_first() -> None:

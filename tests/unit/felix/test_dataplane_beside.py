@@ -8,6 +8,7 @@ from services.felix.dataplane.errors import NftablesError
 from services.felix.dataplane.ipsets import MapDef, SetDef
 from services.felix.dataplane.ruleset import BaseSpec, DesiredTable, TableState, make_chain
 from services.felix.dataplane.stages import apply_in_stages, plan_chains_stage
+from tests.unit.felix.nftlines import script_lines
 from tests.unit.felix.test_dataplane_stages import filter_state
 
 FORWARD = BaseSpec("filter", "forward", 0)
@@ -40,7 +41,7 @@ def test_a_chains_stage_holds_unreached_chains_whose_targets_exist_by_then() -> 
     batch, chains, declared, elsewhere = plan_chains_stage(desired, kernel)
     assert set(chains) == {"cali-pi-p", "cali-pi-q", "cali-tw-x"} and elsewhere == []
     assert all(base is None for base, _hashes in chains.values())
-    lines = batch.text().splitlines()
+    lines = script_lines(batch.text())
     assert [line.split()[4] for line in lines if line.startswith("add set")] == ["cali40s-a", "cali40s-b"]
     assert set(declared) == {"cali40s-a", "cali40s-b"}  # what the rules name and the kernel lacks; never elements
     assert not any(line.startswith(("add element", "flush", "delete")) for line in lines)
@@ -58,7 +59,7 @@ def test_a_chains_stage_leaves_out_chains_the_kernel_has() -> None:
     kernel.chains["cali-pi-gone"] = (None, ("old",))
     batch, chains, declared, _ = plan_chains_stage(desired, kernel)
     assert set(chains) == {"cali-tw-x", "cali-tw-y", "cali-tw-z"}  # the kernel has every target
-    assert declared == {} and not any(line.startswith("add set") for line in batch.text().splitlines())
+    assert declared == {} and not any(line.startswith("add set") for line in script_lines(batch.text()))
 
 
 def test_a_failed_batch_cancels_the_others() -> None:
@@ -97,7 +98,7 @@ def test_chains_another_batch_brings_are_left_to_it_and_only_declared() -> None:
     batch, chains, _declared, elsewhere = plan_chains_stage(desired, kernel, loading_chains={"cali-pi-p"})
     assert "cali-pi-p" not in chains and "cali-tw-x" in chains  # it may jump there: whoever commits first
     assert elsewhere == ["cali-pi-p"]
-    lines = batch.text().splitlines()
+    lines = script_lines(batch.text())
     assert "add chain inet calico cali-pi-p" in lines  # declared (empty) so the jump finds it
     assert not any(line.startswith("add rule inet calico cali-pi-p ") for line in lines)  # its rules: once
 
@@ -117,7 +118,7 @@ def test_every_rule_reaches_the_kernel_once_whatever_finishes_first() -> None:
 
     report = asyncio.run(asyncio.wait_for(apply_in_stages(state, None, run), 10))
     assert state.pending == 0 and len(report.batches) == 4
-    added = [line.split(" comment ")[0] for text in batches for line in text.splitlines()
+    added = [line.split(" comment ")[0] for text in batches for line in script_lines(text)
              if line.startswith("add rule")]
     want = [f"add rule inet calico {name} {body}" for name, chain in state.table.chains.items() for body in chain.rules]
     assert sorted(added) == sorted(want)

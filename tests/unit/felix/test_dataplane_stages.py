@@ -50,6 +50,7 @@ from services.felix.messages import (
     WorkloadEndpointID,
     WorkloadEndpointUpdate,
 )
+from tests.unit.felix.nftlines import script_lines
 
 PLAIN = SetDef("cali40s-a", "ipv4_addr", False)
 FORWARD = BaseSpec("filter", "forward", 0)
@@ -72,7 +73,7 @@ def desired() -> DesiredTable:
 def test_sets_stage_creates_new_sets_refills_changed_ones_and_leaves_other_kinds() -> None:
     table = desired()
     clean, done, refilled = plan_sets_stage(table, TableState())
-    lines = clean.text().splitlines()
+    lines = script_lines(clean.text())
     assert lines[0] == "add table inet calico" and refilled == 0
     assert all(line.startswith(("add table", "add set", "add element")) for line in lines)
     assert any(line in (f"add element inet calico cali40s-a {{ {a}, {b} }}" for a, b in (("10.0.0.1", "10.0.0.2"),
@@ -86,10 +87,25 @@ def test_sets_stage_creates_new_sets_refills_changed_ones_and_leaves_other_kinds
         "cali40s-c": (SetDef("cali40s-c", "ipv6_addr", False), frozenset()),  # another kind: left alone
     })
     batch, done, refilled = plan_sets_stage(table, kernel)
-    lines = batch.text().splitlines()
+    lines = script_lines(batch.text())
     assert refilled == 1 and set(done) == {"cali40s-a", "cali40s-b"}
     assert lines == ["add table inet calico", "flush set inet calico cali40s-b",
                      "add element inet calico cali40s-b { 10.0.0.3 }"]
+
+
+def test_sets_an_earlier_batch_created_are_filled_without_declaring_them_again() -> None:
+    table = desired()
+    committed = {"cali40s-a": PLAIN, "cali40s-c": SetDef("cali40s-c", "ipv4_addr", False)}  # in the kernel, empty
+    batch, done, refilled = plan_sets_stage(table, TableState(), committed=committed)
+    lines = script_lines(batch.text())
+    assert refilled == 0 and set(done) == {"cali40s-a", "cali40s-b", "cali40s-c"}
+    assert not any(line.startswith(("add set inet calico cali40s-a ", "add set inet calico cali40s-c ", "flush"))
+                   for line in lines)  # nothing to declare, nothing to flush; cali40s-c is right as it is
+    assert any(line.startswith("add element inet calico cali40s-a {") for line in lines)
+    assert "add set inet calico cali40s-b { type ipv4_addr; }" in lines  # not created earlier: declared here
+    kernel = TableState(sets={"cali40s-a": (PLAIN, frozenset({"10.9.9.9"}))})  # the kernel's own content wins
+    batch, _done, refilled = plan_sets_stage(table, kernel, committed=committed)
+    assert refilled == 1 and "flush set inet calico cali40s-a" in script_lines(batch.text())
 
 
 def test_a_chains_stage_holds_only_chains_nothing_hooked_reaches() -> None:
@@ -98,7 +114,7 @@ def test_a_chains_stage_holds_only_chains_nothing_hooked_reaches() -> None:
     batch, chains, declared, elsewhere = plan_chains_stage(table, TableState(), loading_chains={"cali-pi-p"})
     assert set(chains) == {"cali-tw-x"}  # no hooks, no maps; its jump lands on a chain declared here
     assert elsewhere == ["cali-pi-p"] and declared == {}
-    lines = batch.text().splitlines()
+    lines = script_lines(batch.text())
     assert "add chain inet calico cali-pi-p" in lines and not any("add rule inet calico cali-pi-p " in line
                                                                    for line in lines)
     assert "hook" not in batch.text() and "cali-to-wl-dispatch" not in batch.text()
@@ -107,7 +123,7 @@ def test_a_chains_stage_holds_only_chains_nothing_hooked_reaches() -> None:
     assert set(chains) == {"cali-pi-p", "cali-tw-x"} and declared == {} and elsewhere == []
     batch, chains, declared, _ = plan_chains_stage(table, TableState())
     assert declared == {"cali40s-a": PLAIN}  # a set the kernel lacks is declared, without elements
-    assert not any(line.startswith("add element") for line in batch.text().splitlines())
+    assert not any(line.startswith("add element") for line in script_lines(batch.text()))
 
 
 def test_last_stage_swaps_only_what_differs_and_deletes_stale_objects_last() -> None:
@@ -116,14 +132,14 @@ def test_last_stage_swaps_only_what_differs_and_deletes_stale_objects_last() -> 
     kernel.chains["cali-pi-p"] = (None, ("old",))
     kernel.chains["cali-pi-gone"] = (None, ("x",))
     kernel.sets["cali40s-gone"] = (PLAIN, frozenset())
-    lines = plan_last_stage(table, kernel)[0].text().splitlines()
+    lines = script_lines(plan_last_stage(table, kernel)[0].text())
     assert "flush chain inet calico cali-pi-p" in lines
     assert not any("cali-tw-x" in line for line in lines)  # unchanged: untouched
     assert lines.index("flush chain inet calico cali-pi-gone") < lines.index("delete chain inet calico cali-pi-gone")
     assert lines[-1] == "delete set inet calico cali40s-gone"
     kernel.chains["filter-FORWARD"] = (BaseSpec("filter", "forward", 0, "drop"), ())
     batch, whole = plan_last_stage(table, kernel)
-    assert whole and batch.text().splitlines()[1] == "flush table inet calico"
+    assert whole and script_lines(batch.text())[1] == "flush table inet calico"
 
 
 def filter_state(policies: int = 300) -> FilterState:
@@ -172,7 +188,7 @@ async def test_stages_load_chains_then_sets_and_hook_everything_in_the_last_batc
     report = await apply_in_stages(state, None, recorder.run, recorder.hook)
     assert state.pending == 0
     assert len(recorder.batches) == 4 and report.batches == [b.count("\n") for b in recorder.batches]
-    endpoint, policies, sets, last = [b.splitlines() for b in recorder.batches]
+    endpoint, policies, sets, last = [script_lines(b) for b in recorder.batches]
     for batch in (endpoint, policies, sets):  # nothing hooked, nothing in a dispatch map
         assert not any(" hook " in line or "vmap" in line or "dispatch" in line for line in batch)
     assert any(line.startswith("add rule inet calico cali-tw-cali1 ") for line in endpoint)
@@ -182,11 +198,11 @@ async def test_stages_load_chains_then_sets_and_hook_everything_in_the_last_batc
     assert any(line.startswith(f"add element inet calico {names.ipset_name('sel', 4, False)} ") for line in sets)
     assert any("hook forward" in line for line in last)
     assert any(line.startswith("add element inet calico cali-to-wl-dispatch") for line in last)
-    created = {line.split()[4] for batch in recorder.batches for line in batch.splitlines()
+    created = {line.split()[4] for batch in recorder.batches for line in script_lines(batch)
                if line.startswith(("add chain", "add set", "add map"))}
     table = state.table
     assert created == {*table.chains, *table.sets, *table.maps}  # every object, and nothing else
-    added = [line.split(" comment ")[0] for batch in recorder.batches for line in batch.splitlines()
+    added = [line.split(" comment ")[0] for batch in recorder.batches for line in script_lines(batch)
              if line.startswith("add rule")]
     assert sorted(added) == sorted(f"add rule inet calico {name} {body}" for name, chain in table.chains.items()
                                    for body in chain.rules)  # every rule once
@@ -242,7 +258,7 @@ async def test_an_object_of_another_kind_makes_the_last_batch_a_whole_replace() 
     report = await apply_in_stages(state, kernel, recorder.run)
     assert report.whole_replace
     assert len(recorder.batches) == 2  # sets it could load, then everything else in one transaction
-    assert f"delete set inet calico {plain}" in recorder.batches[-1].splitlines()
+    assert f"delete set inet calico {plain}" in script_lines(recorder.batches[-1])
 
 
 def first_turn_messages(policies: int = 200) -> list[Message]:
@@ -298,18 +314,18 @@ async def test_the_backlogs_are_folded_while_nft_works_and_the_table_is_the_same
     recorder = Recorder(state)
     await apply_in_stages(state, None, recorder.run, recorder.hook, endpoint_backlog, ipset_backlog)
     assert len(endpoint_backlog) == len(ipset_backlog) == 0 and state.pending == 0
-    first = recorder.batches[0].splitlines()
+    first = script_lines(recorder.batches[0])
     assert not any(line.startswith("add element") for line in first)  # the IP sets were not folded yet
     assert snapshot(state.table) == snapshot(everything.table)
     assert recorder.hook_calls == [(0, recorder.hook_calls[0][1])]
     wide = names.ipset_name("wide", 4, False, True)
     assert wide in state.table.sets and names.ipset_name("wide", 4, False) not in state.table.sets
     policy = names.policy_chain("default", "ns/wide", True)
-    early = [line for batch in recorder.batches[:-1] for line in batch.splitlines()
+    early = [line for batch in recorder.batches[:-1] for line in script_lines(batch)
              if line.startswith(f"add rule inet calico {policy} ") and " ip saddr " in line]
     assert early and all(f"@{names.ipset_name('wide', 4, False)} " in line for line in early)  # rendered blind
-    assert any(f"@{wide} " in line for line in recorder.batches[-1].splitlines())  # and swapped in the last batch
-    assert f"delete set inet calico {names.ipset_name('wide', 4, False)}" in recorder.batches[-1].splitlines()
+    assert any(f"@{wide} " in line for line in script_lines(recorder.batches[-1]))  # and swapped in the last batch
+    assert f"delete set inet calico {names.ipset_name('wide', 4, False)}" in script_lines(recorder.batches[-1])
 
 
 async def test_the_backlogs_are_folded_even_when_a_batch_fails() -> None:
@@ -372,7 +388,7 @@ async def test_the_endpoint_chains_go_before_in_sync_and_the_table_is_the_same()
     recorder = Recorder(state)
     early = await start_early(state, None, recorder.run)
     assert early.launched == 1 and len(recorder.batches) == 1  # in nft's hands before anything else comes
-    (lines,) = [b.splitlines() for b in recorder.batches]
+    (lines,) = [script_lines(b) for b in recorder.batches]
     assert not any(" hook " in line or "vmap" in line or "dispatch" in line for line in lines)
     assert any(line.startswith("add rule inet calico cali-tw-cali1 ") for line in lines)
     for name in state.unknown_chains:  # declared, empty: the graph has not sent them yet
@@ -384,24 +400,26 @@ async def test_the_endpoint_chains_go_before_in_sync_and_the_table_is_the_same()
     assert report.early_batches == 1 and len(recorder.batches) == len(report.batches) == 3 + SETS_PARTS
     assert snapshot(state.table) == snapshot(everything.table)
     for batch in recorder.batches[:-1]:  # nothing hooked, nothing in a dispatch map until the last batch
-        assert not any(" hook " in line or "dispatch" in line for line in batch.splitlines())
-    assert not any("cali-tw-cali1" in line for line in recorder.batches[-1].splitlines()
+        assert not any(" hook " in line or "dispatch" in line for line in script_lines(batch))
+    assert not any("cali-tw-cali1" in line for line in script_lines(recorder.batches[-1])
                    if not line.startswith("add element inet calico cali-to-wl-dispatch"))  # not loaded twice
     table = state.table
-    created = {line.split()[4] for batch in recorder.batches for line in batch.splitlines()
+    created = {line.split()[4] for batch in recorder.batches for line in script_lines(batch)
                if line.startswith(("add chain", "add set", "add map"))}
     assert created == {*table.chains, *table.sets, *table.maps}  # (the IP sets fold before the policies render)
-    assert not any(line.startswith("delete ") for line in recorder.batches[-1].splitlines())
-    sets = [recorder.batches[1 + part].splitlines() for part in range(SETS_PARTS)]  # sets first: nft's biggest
+    assert not any(line.startswith("delete ") for line in script_lines(recorder.batches[-1]))
+    sets = [script_lines(recorder.batches[1 + part]) for part in range(SETS_PARTS)]  # sets first: nft's biggest
     for lines in sets:  # job left, in parts (each set in one of them)
         assert all(line.startswith(("add table", "add set", "add element")) for line in lines)
     declared = [line.split()[4] for lines in sets for line in lines if line.startswith("add set")]
-    assert sorted(declared) == sorted(table.sets) and all(len(lines) > 2 for lines in sets)
-    assert any(line.startswith("add rule inet calico cali-pi-") for line in recorder.batches[-2].splitlines())
+    earlier = [line.split()[4] for line in script_lines(recorder.batches[0]) if line.startswith("add set")]
+    assert earlier  # the pool sets the early chains name: created (committed) there, only filled here
+    assert sorted(declared + earlier) == sorted(table.sets) and all(len(lines) > 2 for lines in sets)
+    assert any(line.startswith("add rule inet calico cali-pi-") for line in script_lines(recorder.batches[-2]))
     sel = names.ipset_name("sel", 4, False)  # its delta folded after its sets batch went: the last batch adds it
     assert f"add element inet calico {sel} {{ 10.65.0.2 }}" in sets[0]
-    assert f"add element inet calico {sel} {{ 10.65.0.3 }}" in recorder.batches[-1].splitlines()
-    added = [line.split(" comment ")[0] for batch in recorder.batches for line in batch.splitlines()
+    assert f"add element inet calico {sel} {{ 10.65.0.3 }}" in script_lines(recorder.batches[-1])
+    added = [line.split(" comment ")[0] for batch in recorder.batches for line in script_lines(batch)
              if line.startswith("add rule")]
     wanted = [f"add rule inet calico {name} {body}" for name, chain in table.chains.items() for body in chain.rules]
     assert set(wanted) <= set(added)
@@ -409,7 +427,8 @@ async def test_the_endpoint_chains_go_before_in_sync_and_the_table_is_the_same()
                                                                 "add rule inet calico cali-fw-"))]
     assert sorted(endpoint_rules) == sorted(line for line in wanted if line.startswith((
         "add rule inet calico cali-tw-", "add rule inet calico cali-fw-")))  # each once: in the early batch
-    assert all(line in recorder.batches[0] for line in endpoint_rules)
+    first = "\n".join(script_lines(recorder.batches[0]))
+    assert all(line in first for line in endpoint_rules)
     assert len(recorder.hook_calls) == 1 and recorder.hook_calls[0][0] == 0
 
 
@@ -425,9 +444,9 @@ async def test_an_endpoint_changed_after_the_early_batch_is_swapped_by_the_last_
     state, recorder, report = await staged_in_two_parts(messages, Recorder, later=(changed, added))
     assert snapshot(state.table) == snapshot(everything.table)
     assert report.early_batches == 1
-    early = recorder.batches[0].splitlines()
+    early = script_lines(recorder.batches[0])
     assert any(line.startswith("add rule inet calico cali-tw-cali1 ") for line in early)
-    last = recorder.batches[-1].splitlines()
+    last = script_lines(recorder.batches[-1])
     assert "flush chain inet calico cali-tw-cali1" in last  # the early version is swapped in one transaction
     assert any(line.startswith("add rule inet calico cali-tw-cali1 ") and "ns/p3" in line for line in last)
     assert not any(line.startswith("add rule inet calico cali-tw-cali2 ") for line in last)  # new: loaded earlier
@@ -461,7 +480,7 @@ async def test_an_early_start_over_a_kernel_table_leaves_its_chains_to_the_last_
     kernel.chains[names.workload_chain("cali1", True)] = (None, ("old",))
     state, recorder, report = await staged_in_two_parts(messages, Recorder, kernel)
     assert report.early_batches == 0 and len(recorder.batches) == 1  # everything was there but one chain
-    assert "flush chain inet calico cali-tw-cali1" in recorder.batches[0].splitlines()
+    assert "flush chain inet calico cali-tw-cali1" in script_lines(recorder.batches[0])
 
 
 async def test_no_early_start_when_the_kernel_holds_another_kind() -> None:

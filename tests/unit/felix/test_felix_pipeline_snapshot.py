@@ -1,8 +1,9 @@
-"""The first snapshot reaches the dataplane in two parts: the endpoints, then (once nft has their chains) the rest.
+"""The first snapshot reaches the dataplane in parts: the endpoints, then (once nft has their chains) the policies
+and profiles, then (once nft has theirs) the rest.
 
 The graph and the dataplane are the real ones; the dataplane is never started
-(no kernel here), so its ``early_started`` is set by the test, as the running
-dataplane sets it once the endpoints' batch is in nft's hands.
+(no kernel here), so its ``early_started`` and ``policies_started`` are set by
+the test, as the running dataplane sets them once each batch is in nft's hands.
 """
 
 from __future__ import annotations
@@ -65,8 +66,12 @@ def single_flush(updates: list[Update]) -> list[m.Message]:
     return graph.flush()
 
 
+MARKERS = (m.EndpointsReady, m.PoliciesReady)
+
+
 def same_messages(got: list[m.Message], want: list[m.Message]) -> None:
-    assert sorted(map(repr, got)) == sorted(map(repr, want))
+    """The same messages, markers aside."""
+    assert sorted(repr(x) for x in got if not isinstance(x, MARKERS)) == sorted(map(repr, want))
 
 
 async def until(condition: Any, seconds: float = 3.0) -> None:
@@ -94,9 +99,18 @@ async def test_endpoints_first_then_the_rest_once_nft_has_them() -> None:
     await asyncio.sleep(0.05)
     assert len(dp.received) == len(first)  # the rest waits for the dataplane
     dp.early_started.set()
+    await until(lambda: any(isinstance(x, m.PoliciesReady) for x in dp.received))
+    second = dp.received[len(first):]
+    assert second[-1] == m.PoliciesReady() and not in_sync(dp)
+    assert {type(x) for x in second[:-1]} == {m.ActivePolicyUpdate, m.ActiveProfileUpdate}
+    assert len([x for x in second if isinstance(x, m.ActivePolicyUpdate)]) == 2
+    await asyncio.sleep(0.05)
+    assert len(dp.received) == len(first) + len(second)  # the IP sets wait for nft to have the policies
+    dp.policies_started.set()
     await until(lambda: in_sync(dp))
     assert isinstance(dp.received[-1], m.InSync)
-    same_messages([x for x in dp.received if not isinstance(x, m.EndpointsReady)], single_flush(world()))
+    assert not any(isinstance(x, m.ActivePolicyUpdate) for x in dp.received[len(first) + len(second):])  # once
+    same_messages(dp.received, single_flush(world()))
 
 
 async def test_a_later_update_completes_the_snapshot_first() -> None:
@@ -111,8 +125,7 @@ async def test_a_later_update_completes_the_snapshot_first() -> None:
     synced = kinds.index(m.InSync)
     c_at = [i for i, x in enumerate(dp.received) if isinstance(x, m.WorkloadEndpointUpdate) and x.id.workload == "default/c"]
     assert c_at and c_at[0] > synced
-    same_messages([x for x in dp.received[:synced + 1] if not isinstance(x, m.EndpointsReady)],
-                  single_flush(world()))
+    same_messages(dp.received[:synced + 1], single_flush(world()))
 
 
 async def test_the_rest_goes_when_the_dataplane_never_starts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +136,20 @@ async def test_the_rest_goes_when_the_dataplane_never_starts(monkeypatch: pytest
     pipe.on_status(SyncStatus.IN_SYNC)
     assert not in_sync(dp)
     await until(lambda: in_sync(dp))
-    same_messages([x for x in dp.received if not isinstance(x, m.EndpointsReady)], single_flush(world()))
+    same_messages(dp.received, single_flush(world()))
+
+
+async def test_the_rest_goes_when_the_dataplane_never_starts_on_the_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_module, "EARLY_START_WAIT", 0.05)
+    dp = RecordingDataplane()
+    pipe = make(dp)
+    pipe.on_updates(world())
+    pipe.on_status(SyncStatus.IN_SYNC)
+    dp.early_started.set()
+    await until(lambda: any(isinstance(x, m.PoliciesReady) for x in dp.received))
+    assert not in_sync(dp)
+    await until(lambda: in_sync(dp))  # policies_started never comes: the rest goes after the wait
+    same_messages(dp.received, single_flush(world()))
 
 
 def test_outside_an_event_loop_everything_goes_at_once() -> None:
@@ -132,4 +158,4 @@ def test_outside_an_event_loop_everything_goes_at_once() -> None:
     pipe.on_updates(world())
     pipe.on_status(SyncStatus.IN_SYNC)
     assert isinstance(dp.received[-1], m.InSync)
-    same_messages([x for x in dp.received if not isinstance(x, m.EndpointsReady)], single_flush(world()))
+    same_messages(dp.received, single_flush(world()))
