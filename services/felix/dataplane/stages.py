@@ -105,6 +105,7 @@ STAGED_NFT_NICE = 0
 # Sets batches after an early start: nft starts on a third while the rest folds (e2e world, A/B alternating:
 # 2 -> 3 parts -0.015 s of the first apply; 3 -> 4 no change).
 SETS_PARTS = 3
+SETS_AFTER_DECLARING = True
 MIN_CHAINS_WEIGHT = 300  # a smaller first chains batch waits for the next (see stage_weight; each nft run ~5-10 ms)
 _SET_REF = re.compile(r"@([^\s,}]+)")  # a named set a rule matches on
 _JUMP = re.compile(r"(?:jump|goto) (\S+)")  # a chain a rule jumps to
@@ -325,6 +326,7 @@ class _Stages:
         self.chains: dict[str, ChainValue] = {}  # what the chains batches add (as if they commit)
         self.declared: dict[str, SetDef] = {}  # the sets they declare (empty until the sets stage fills them)
         self.declared_by: list[tuple[asyncio.Future[None], dict[str, SetDef]]] = []  # ... each batch's
+        self.held: list[Batch] = []  # sets batches waiting for those to commit (see launch_held)
         self.declared_chains: set[str] = set()  # the chains they declare for a jump (empty until filled)
         self.sets: dict[str, SetValue] = {}  # what the sets stage makes right
 
@@ -363,20 +365,37 @@ class _Stages:
             self.declared_chains.update(elsewhere)
             self.declared_by.append((await self.launch(batch), declared))
 
-    async def sets_stage(self, raw: DesiredTable, staged: TableState, unfilled: Collection[str] = ()) -> None:
+    async def sets_stage(self, raw: DesiredTable, staged: TableState, unfilled: Collection[str] = (), *,
+                         hold: bool = False) -> None:
         """Plan and launch a sets batch: every set as folded so far that no earlier sets batch took (see
         :func:`plan_sets_stage`; one changed since it went is swapped by the last batch), less ``unfilled``
-        (empty stand-ins for IP sets still to fold, see :meth:`FilterState.unfilled_sets`)."""
-        # Sets a chains batch that has committed created are filled without a second ``add set`` (an
-        # ``add set`` of an existing set costs the kernel ~15 µs: ~20 ms for the e2e world's 1,303).
+        (empty stand-ins for IP sets still to fold, see :meth:`FilterState.unfilled_sets`). ``hold``: keep
+        it for :meth:`launch_held`, which launches it once the chains batches that declare sets commit."""
+        # Sets a chains batch created are filled without a second ``add set`` (an ``add set`` of an existing
+        # set costs the kernel ~15 µs: ~20 ms for the e2e world's 1,303): when it has committed, or when
+        # this batch is held until it has.
         committed = {name: setdef for job, declared in self.declared_by
-                     if job.done() and not job.cancelled() and job.exception() is None
+                     if hold or (job.done() and not job.cancelled() and job.exception() is None)
                      for name, setdef in declared.items()}
         batch, sets, refilled = plan_sets_stage(raw, staged, self.sets.keys() | unfilled if unfilled else self.sets,
                                                 committed)
         self.sets.update(sets)
         self.report.sets_refilled += refilled
-        if not batch.empty:
+        if batch.empty:
+            return
+        if hold:
+            self.held.append(batch)
+        else:
+            await self.launch(batch)
+
+    async def launch_held(self) -> None:
+        """Launch the held sets batches once every chains batch that declares sets has committed (a failed
+        one raises here: nothing held is launched, and the apply fails as it would have anyway)."""
+        for job, declared in self.declared_by:
+            if declared:
+                await job
+        held, self.held = self.held, []
+        for batch in held:
             await self.launch(batch)
 
     def record(self, staged: TableState) -> None:
@@ -517,7 +536,8 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
             for part in range(SETS_PARTS - 1, -1, -1):
                 await _fold(ipsets, stages, leave=total * part // SETS_PARTS)
                 # (sets the policy chains name, still to fold, are empty stand-ins until then)
-                await stages.sets_stage(raw, staged, state.unfilled_sets() if part else ())
+                await stages.sets_stage(raw, staged, state.unfilled_sets() if part else (), hold=SETS_AFTER_DECLARING)
+            await stages.launch_held()
         await _render(state, stages)
         if agree and _kinds_agree(raw, staged):  # the policy and profile chains, and whatever else is new
             await stages.chains_stage(raw, staged, 1)
@@ -526,7 +546,7 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
         report.rendered_at = stages.now()
         if not sets_first:
             await stages.sets_stage(raw, staged)
-        if nice is not None:  # folding and rendering are done: nft at full speed from here on
+        if nice is not None and STAGED_NFT_NICE:  # folding and rendering are done: nft at full speed now
             nice(0)
         if while_running is not None:  # and this thread is free
             side = asyncio.ensure_future(while_running())
@@ -548,7 +568,7 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
         for backlog in (endpoints, ipsets):
             if backlog is not None:
                 backlog.drain()
-        if nice is not None:
+        if nice is not None and STAGED_NFT_NICE:
             nice(0)
     if side is not None:
         await side

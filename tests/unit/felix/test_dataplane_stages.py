@@ -8,7 +8,7 @@ from typing import cast
 
 import pytest
 
-from services.felix.dataplane import names
+from services.felix.dataplane import names, stages
 from services.felix.dataplane.errors import NftablesError
 from services.felix.dataplane.filterstate import FilterMessage, FilterState
 from services.felix.dataplane.ipsets import MapDef, SetDef
@@ -22,7 +22,6 @@ from services.felix.dataplane.ruleset import (
 from services.felix.dataplane.settings import DataplaneSettings
 from services.felix.dataplane.stages import (
     SETS_PARTS,
-    STAGED_NFT_NICE,
     Backlog,
     StageReport,
     apply_in_stages,
@@ -211,7 +210,8 @@ async def test_stages_load_chains_then_sets_and_hook_everything_in_the_last_batc
     assert all(done >= sent for sent, done in report.spans)
 
 
-async def test_nft_yields_to_this_thread_only_while_it_makes_batches() -> None:
+async def test_nft_yields_to_this_thread_only_while_it_makes_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stages, "STAGED_NFT_NICE", 5)  # (0 by default now: then nothing is reniced)
     state = filter_state(policies=50)
     recorder = Recorder(state)
     events: list[tuple[str, int]] = []
@@ -222,7 +222,7 @@ async def test_nft_yields_to_this_thread_only_while_it_makes_batches() -> None:
         await real_run(text)
 
     await apply_in_stages(state, None, run, nice=lambda value: events.append(("nice", value)))
-    assert events[0] == ("nice", STAGED_NFT_NICE)
+    assert events[0] == ("nice", 5)
     restored = events.index(("nice", 0))
     assert [kind for kind, _n in events[:restored]].count("batch") == len(recorder.batches) - 1  # all but the last
     assert events[-1] == ("nice", 0)
@@ -231,7 +231,12 @@ async def test_nft_yields_to_this_thread_only_while_it_makes_batches() -> None:
     calls: list[int] = []
     with pytest.raises(NftablesError):
         await apply_in_stages(failing.state, None, failing.run, nice=calls.append)
-    assert calls[0] == STAGED_NFT_NICE and calls[-1] == 0
+    assert calls[0] == 5 and calls[-1] == 0
+    monkeypatch.setattr(stages, "STAGED_NFT_NICE", 0)
+    calls.clear()
+    plain = Recorder(filter_state(policies=5))
+    await apply_in_stages(plain.state, None, plain.run, nice=calls.append)
+    assert calls == [] and plain.batches  # nothing reniced
 
 
 async def test_the_last_batch_may_go_another_way() -> None:
