@@ -324,8 +324,8 @@ async def fill(db: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def start_felix(lab: Lab, db: str, workdir: Path, tree: str | None = None) -> subprocess.Popen[bytes]:
-    env = {**({"PYTHONPATH": tree} if tree else {}),"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "DATASTORE_TYPE": "sqlite",
-           "CALICO_DB": db, "FELIX_FELIXHOSTNAME": HOST, "FELIX_HEALTHENABLED": "true",
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "DATASTORE_TYPE": "sqlite",
+           **({"PYTHONPATH": tree} if tree else {}), "CALICO_DB": db, "FELIX_FELIXHOSTNAME": HOST, "FELIX_HEALTHENABLED": "true",
            "FELIX_HEALTHHOST": "127.0.0.1", "FELIX_HEALTHPORT": str(PORT), "FELIX_PROMETHEUSMETRICSENABLED": "true",
            "FELIX_PROMETHEUSMETRICSHOST": "127.0.0.1", "FELIX_PROMETHEUSMETRICSPORT": str(PORT),
            "FELIX_ENDPOINTSTATUSPATHPREFIX": str(workdir), "FELIX_LOGSEVERITYSCREEN": "Info"}

@@ -63,7 +63,7 @@ async def settle_after_startup(programmed: asyncio.Event, limit: float = STARTUP
 def settle() -> None:
     """Freeze the start-up objects and turn the collector on (once; later calls do nothing). The freed
     memory goes back to the system later (:func:`release`, after the first apply: it walks the whole heap,
-    ~10-100 ms of CPU that nft's processes need while they load the first batches)."""
+    CPU that nft's processes need while they load the first batches)."""
     global _settled
     if _settled:
         return

@@ -355,9 +355,8 @@ class Dataplane:
             self._schedule_refresh()
             log.info("dataplane programmed", seconds=round(self.stats.last_apply_seconds, 3),
                      chains=len(self.filter.table.chains), sets=len(self.filter.table.sets))
-            # The start-up batches and listings are garbage now; glibc's trim walks the whole heap (~10 ms
-            # here), so it waits a moment: a readiness probe in flight is answered first (measured: "ready"
-            # seen ~10 ms after the apply when the trim ran at once).
+            # The start-up batches and listings are garbage now; glibc's trim walks the whole heap, so it
+            # waits a moment: a readiness probe in flight is answered first, not after it.
             asyncio.get_running_loop().call_later(RELEASE_DELAY, release)
 
     async def _while_first_batch(self, resync: bool) -> None:

@@ -59,31 +59,38 @@ the endpoint chains already loading, the IP sets are then nft's biggest job
 left: they fold first and go in SETS_PARTS batches (nft starts on the first
 while the rest folds), then the policy and profile chains render (with the sets'
 final kinds) and go; the last batch as always.
+
+Policies early too (:func:`start_policies`, on PoliciesReady, which the graph
+sends after EndpointsReady and before the IP sets): chains 2 goes before InSync
+as well, with every set its rules name declared empty (a set not folded yet
+under its plain name; one whose members need an interval set is another set,
+and the chains naming it render again for the last batch). The sets batches
+then plan around the empty stand-ins still to fold and are held until the
+batches declaring their sets have committed (SETS_AFTER_DECLARING), so each
+set is created once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from services.felix.dataplane.filterstate import FilterState
-from services.felix.dataplane.ipsets import MapDef, SetDef
-from services.felix.dataplane.ruleset import (
-    TABLE,
-    BaseSpec,
-    Batch,
-    Chain,
-    DesiredTable,
-    NeedsReplace,
-    TableState,
-    elements_lines,
-    plan_incremental,
-    plan_replace,
+from services.felix.dataplane.ipsets import SetDef
+from services.felix.dataplane.ruleset import Batch, DesiredTable, TableState
+from services.felix.dataplane.stageplan import (
+    ChainValue,
+    SetValue,
+    copy_state,
+    kinds_agree,
+    plan_chains_stage,
+    plan_last_stage,
+    plan_sets_stage,
+    stage_weight,
 )
 from services.felix.messages import (
     HostEndpointRemove,
@@ -105,14 +112,10 @@ STAGED_NFT_NICE = 0
 # Sets batches after an early start: nft starts on a third while the rest folds (e2e world, A/B alternating:
 # 2 -> 3 parts -0.015 s of the first apply; 3 -> 4 no change).
 SETS_PARTS = 3
+# After an early start the sets batches wait for the chains batches that declare their sets to commit, and
+# fill them without a second ``add set`` each (A/B in docs/felix-dataplane.md).
 SETS_AFTER_DECLARING = True
 MIN_CHAINS_WEIGHT = 300  # a smaller first chains batch waits for the next (see stage_weight; each nft run ~5-10 ms)
-_SET_REF = re.compile(r"@([^\s,}]+)")  # a named set a rule matches on
-_JUMP = re.compile(r"(?:jump|goto) (\S+)")  # a chain a rule jumps to
-
-SetValue = tuple[SetDef, frozenset[str]]
-ChainPlan = dict[str, tuple[Chain, set[str], set[str]]]  # chain → (chain, set refs, jump targets)
-ChainValue = tuple[BaseSpec | None, tuple[str, ...]]
 
 
 @dataclass(slots=True)
@@ -200,121 +203,6 @@ def split_first_turn(messages: list[Message]) -> FirstTurnMessages:
     return out
 
 
-def copy_state(kernel: TableState | None) -> TableState:
-    """A copy of the kernel's state that the stages update as their batches commit."""
-    if kernel is None:
-        return TableState()
-    return TableState(chains=dict(kernel.chains), sets=dict(kernel.sets),
-                      maps={name: (mapdef, dict(entries)) for name, (mapdef, entries) in kernel.maps.items()})
-
-
-def plan_sets_stage(desired: DesiredTable, kernel: TableState, skip: Collection[str] = (),
-                    committed: Mapping[str, SetDef] | None = None) -> tuple[Batch, dict[str, SetValue], int]:
-    """The sets stage: every wanted set whose kind the kernel does not contradict, with its elements
-    (a set the kernel lacks is added, so the batch commits before or after the chains batches too);
-    sets in ``skip`` (an earlier sets batch's) are left out; ``committed``: sets an earlier batch has
-    already created, empty, in the kernel (filled without declaring them again).
-
-    Returns the batch, the sets it makes right (name → value) and how many kept sets it refills.
-    """
-    batch = Batch()
-    done: dict[str, SetValue] = {}
-    refilled = 0
-    for name, value in desired.sets.items():
-        if name in skip:
-            continue
-        setdef, elements = value
-        have = kernel.sets.get(name)
-        if have is None and committed and name in committed:
-            have = (committed[name], frozenset())
-        if have is None:
-            batch.create.append(f"add set {TABLE} {name} {setdef.declaration()}")
-        elif have[0] != setdef:
-            continue  # another kind under our name: only the last batch (a whole replace) can swap it
-        elif have[1] == elements:
-            done[name] = value
-            continue
-        elif have[1]:
-            batch.elements_out.append(f"flush set {TABLE} {name}")
-            refilled += 1
-        batch.elements_in.extend(elements_lines(name, elements, "add", ordered=False))
-        done[name] = value
-    return batch, done, refilled
-
-
-def plan_chains_stage(desired: DesiredTable, staged: TableState, loading_chains: Collection[str] = ()
-                      ) -> tuple[Batch, dict[str, ChainValue], dict[str, SetDef], list[str]]:
-    """A chains stage: new chains that no hook, dispatch map or kernel chain refers to (policy, profile
-    and endpoint chains; none is reached until the last batch hooks it) and whose jumps land on chains
-    the kernel has, this batch adds or ``loading_chains`` (another chains batch's, declared here too).
-    The sets their rules name, when the kernel lacks them, are declared without elements (the sets
-    stage fills them, before or after). Chains in ``loading_chains`` are left to their batch.
-
-    Returns the batch, the chains it makes right, the sets it declares and the chains it only declares.
-    """
-    wanted: ChainPlan = {}
-    for name, chain in desired.chains.items():
-        if name in staged.chains or chain.base is not None or name in loading_chains:
-            continue
-        text = "\n".join(chain.rules)  # one scan per chain, not per rule: 4.8 → 3.8 ms for the e2e world
-        if "vmap " in text:
-            continue
-        refs = set(_SET_REF.findall(text)) if "@" in text else set()
-        targets = set(_JUMP.findall(text)) if "jump " in text or "goto " in text else set()
-        if all(ref in staged.sets or ref in desired.sets for ref in refs):
-            wanted[name] = (chain, refs, targets)
-    for _ in range(len(wanted) + 1):  # drop chains that jump to a chain neither there nor here, until none do
-        lost = [name for name, (_c, _r, targets) in wanted.items()
-                if any(t not in staged.chains and t not in wanted and t not in loading_chains for t in targets)]
-        if not lost:
-            break
-        for name in lost:
-            del wanted[name]
-    batch = Batch()
-    declared = {ref: desired.sets[ref][0] for _c, refs, _t in wanted.values() for ref in refs
-                if ref not in staged.sets}
-    batch.create.extend(f"add set {TABLE} {name} {setdef.declaration()}" for name, setdef in sorted(declared.items()))
-    elsewhere = sorted({t for _c, _r, targets in wanted.values() for t in targets if t in loading_chains})
-    batch.create.extend(f"add chain {TABLE} {name}" for name in [*wanted, *elsewhere])  # before any jump
-    chains: dict[str, ChainValue] = {}
-    for name, (chain, _refs, _targets) in wanted.items():
-        batch.add_chain_block(chain)
-        chains[name] = (None, chain.hashes)
-    return batch, chains, declared, elsewhere
-
-
-def stage_weight(batch: Batch, sets: dict[str, SetValue]) -> int:
-    """A rough measure of nft's work for a batch: rules and objects, plus set elements (cheaper each)."""
-    return len(batch.rules) + len(batch.blocks) + 2 * len(batch.create) + sum(len(elements) for _def, elements in sets.values()) // 3
-
-
-def plan_last_stage(desired: DesiredTable, staged: TableState) -> tuple[Batch, bool]:
-    """The hooking batch: make the kernel (as the stages left it) equal to ``desired`` in one transaction.
-
-    Returns the batch and whether it had to be a whole-table replace (objects of another kind).
-    """
-    chains = set(desired.chains) | set(staged.chains)
-    sets = set(desired.sets) | set(staged.sets)
-    maps = set(desired.maps) | set(staged.maps)
-    try:
-        return plan_incremental(desired, staged, chains, sets, maps), False
-    except NeedsReplace:
-        return plan_replace(desired, staged), True
-
-
-def _kinds_agree(desired: DesiredTable, staged: TableState) -> bool:
-    """No wanted set or map exists in the kernel with another declaration (chains stages need that)."""
-    for name, (setdef, _elements) in desired.sets.items():
-        have = staged.sets.get(name)
-        if have is not None and have[0] != setdef:
-            return False
-    for name, (mapdef, _entries) in desired.maps.items():
-        have_map: tuple[MapDef, dict[str, str]] | None = staged.maps.get(name)
-        if have_map is not None and have_map[0] != mapdef:
-            return False
-    return True
-
-
 class _Stages:
     """The batches of one staged apply: launched as nft jobs, recorded once all are planned."""
 
@@ -371,9 +259,8 @@ class _Stages:
         :func:`plan_sets_stage`; one changed since it went is swapped by the last batch), less ``unfilled``
         (empty stand-ins for IP sets still to fold, see :meth:`FilterState.unfilled_sets`). ``hold``: keep
         it for :meth:`launch_held`, which launches it once the chains batches that declare sets commit."""
-        # Sets a chains batch created are filled without a second ``add set`` (an ``add set`` of an existing
-        # set costs the kernel ~15 µs: ~20 ms for the e2e world's 1,303): when it has committed, or when
-        # this batch is held until it has.
+        # Sets a chains batch created are filled without a second ``add set`` (kernel work for each of the
+        # e2e world's 1,303 sets): when that batch has committed, or when this one is held until it has.
         committed = {name: setdef for job, declared in self.declared_by
                      if hold or (job.done() and not job.cancelled() and job.exception() is None)
                      for name, setdef in declared.items()}
@@ -444,7 +331,7 @@ async def start_early(state: FilterState, kernel: TableState | None, run: Callab
     stages = _Stages(run, StageReport(), time.perf_counter() if origin is None else origin)
     staged = copy_state(kernel)
     raw = state.unrendered_table
-    agree = _kinds_agree(raw, staged)
+    agree = kinds_agree(raw, staged)
     if agree:
         if nice is not None and STAGED_NFT_NICE:  # this thread still has the graph's work to do
             nice(STAGED_NFT_NICE)
@@ -523,7 +410,7 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
         nice(STAGED_NFT_NICE)
     try:
         stages.check()  # (an early batch that failed already: no need to fold and render for nothing)
-        agree = _kinds_agree(raw, staged)  # else: every chain waits for the last batch (a whole replace)
+        agree = kinds_agree(raw, staged)  # else: every chain waits for the last batch (a whole replace)
         await _fold(endpoints, stages)
         if agree:  # the endpoint chains (most of the rules; those not sent early), the policy chains they
             # jump to declared
@@ -539,7 +426,7 @@ async def apply_in_stages(state: FilterState, kernel: TableState | None, run: Ca
                 await stages.sets_stage(raw, staged, state.unfilled_sets() if part else (), hold=SETS_AFTER_DECLARING)
             await stages.launch_held()
         await _render(state, stages)
-        if agree and _kinds_agree(raw, staged):  # the policy and profile chains, and whatever else is new
+        if agree and kinds_agree(raw, staged):  # the policy and profile chains, and whatever else is new
             await stages.chains_stage(raw, staged, 1)
         await _fold(ipsets, stages)
         await _render(state, stages)  # chains whose sets turned out to be of another kind

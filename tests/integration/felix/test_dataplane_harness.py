@@ -61,11 +61,18 @@ async def running(host: Netns, messages: Iterable[Message] = (), *, hostname: st
                   settings: DataplaneSettings | None = None) -> AsyncIterator[Dataplane]:
     """A dataplane task for ``host``, fed ``messages`` and settled; cancelled on exit."""
     dp = Dataplane(DataplaneOptions(hostname=hostname, netns=host.name, settings=settings or DataplaneSettings()))
-    task = asyncio.create_task(dp.run(), name=f"dataplane-{hostname}")
-    try:
+    async with dataplane_task(dp):
         for msg in messages:
             dp.send(msg)
         await dp.settled()
+        yield dp
+
+
+@contextlib.asynccontextmanager
+async def dataplane_task(dp: Dataplane) -> AsyncIterator[Dataplane]:
+    """``dp`` running as a task (its hooks, if a test replaces any, set before); cancelled on exit."""
+    task = asyncio.create_task(dp.run(), name=f"dataplane-{dp.options.hostname}")
+    try:
         yield dp
     finally:
         task.cancel()

@@ -50,6 +50,7 @@ from services.felix.messages import (
 from tests.fixtures.netns import Netns, NetnsPool, can_ping, netns_pool  # noqa: F401  (netns_pool is a fixture)
 from tests.integration.felix.test_dataplane_harness import (
     allow_profile,
+    dataplane_task,
     endpoint,
     policy,
     running,
@@ -272,17 +273,12 @@ async def test_the_first_apply_lets_no_traffic_through_before_the_last_batch(net
         await send_batch(text, bulk)
 
     dp._send_batch = last_batch  # type: ignore[method-assign]
-    task = asyncio.create_task(dp.run())
-    try:
+    async with dataplane_task(dp):
         for msg in (ActiveProfileUpdate("kns.default", (Rule("allow"),), (Rule("allow"),)),
                     WorkloadEndpointUpdate(WorkloadEndpointID("k8s", "default/a", "eth0"), WorkloadEndpoint(
                         iface, pod.mac, ("10.65.0.2/32",), (), ("kns.default",), ())), InSync()):
             dp.send(msg)
         await dp.settled()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert dp.ready.is_set() and seen
     assert seen["route"] == "" and seen[f"net.ipv4.conf.{iface}.proxy_arp"] == "0"
     assert seen[f"net.ipv4.conf.{iface}.route_localnet"] == "0"
@@ -338,8 +334,7 @@ async def test_the_endpoint_chains_go_before_in_sync_and_nothing_is_hooked_until
     only_a = policy("default/only-a", inbound=[Rule("allow", src_nets=(f"{a.ip}/32",))])
     dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
     batches = Batches(dp, host)
-    task = asyncio.create_task(dp.run())
-    try:
+    async with dataplane_task(dp):
         dp.send(endpoint(a))
         await dp.settled()
         assert batches.sent == [] and listed(host) is None and not dp.early_started.is_set()  # untouched so far
@@ -353,10 +348,6 @@ async def test_the_endpoint_chains_go_before_in_sync_and_nothing_is_hooked_until
             dp.send(msg)
         await dp.settled()
         assert dp.ready.is_set()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert [in_sync for in_sync, _bulk, _text in batches.sent[1:]] == [True] * (len(batches.sent) - 1)
     assert batches.sent[-1][1] is False and all(bulk for _s, bulk, _t in batches.sent[:-1])
     assert len(batches.after) == len(batches.sent) - 1 >= 2
@@ -390,8 +381,7 @@ async def test_a_restart_with_an_early_batch_keeps_the_old_rules_until_the_last_
             probes.append((await can_ping(a, b.ip), await can_ping(c, b.ip), await can_ping(d, b.ip, 0.3)))
 
     dp._send_batch = probed  # type: ignore[method-assign]
-    task = asyncio.create_task(dp.run())
-    try:
+    async with dataplane_task(dp):
         await started(dp, [endpoint(a), endpoint(b, tiers=[tier(ingress=["default/only-a"])]), endpoint(c),
                            endpoint(d), EndpointsReady()])
         assert len(batches.sent) == 1 and not batches.sent[0][0]
@@ -403,10 +393,6 @@ async def test_a_restart_with_an_early_batch_keeps_the_old_rules_until_the_last_
         assert dp.ready.is_set()
         assert await can_ping(a, b.ip) and not await can_ping(c, b.ip, 0.5)  # the new rules, all at once
         assert await can_ping(d, a.ip)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert len(probes) == len(batches.after) == len(batches.sent) - 1 >= 1
     assert probes == [(True, True, False)] * len(probes)  # old rules in force; d unknown: fails closed
     for between in batches.after:
@@ -423,8 +409,7 @@ async def test_a_failed_early_batch_ends_in_a_whole_replace_on_retry(netns_pool:
     a, b = netns_pool.pod(host, "a", "10.65.0.2"), netns_pool.pod(host, "b", "10.65.0.3")
     dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
     batches = Batches(dp, host, fail_first=True)
-    task = asyncio.create_task(dp.run())
-    try:
+    async with dataplane_task(dp):
         await started(dp, [endpoint(a), endpoint(b), EndpointsReady()])
         assert len(batches.sent) == 1 and not batches.sent[0][0]
         for msg in (allow_profile(), InSync()):
@@ -433,10 +418,6 @@ async def test_a_failed_early_batch_ends_in_a_whole_replace_on_retry(netns_pool:
         assert not dp.ready.is_set() and dp.stats.nft_failures == 1 and "rejected by the test" in dp.stats.last_error
         async with asyncio.timeout(10):  # the retry (after the backoff) lists the kernel and replaces it all
             await dp.ready.wait()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert dp.stats.replaces == 1
     retried = [text for in_sync, _bulk, text in batches.sent[1:]]
     assert all(in_sync for in_sync, _bulk, _text in batches.sent[1:])
@@ -452,8 +433,7 @@ async def test_without_endpoints_ready_nothing_goes_before_in_sync(netns_pool: N
     a, b = netns_pool.pod(host, "a", "10.65.0.2"), netns_pool.pod(host, "b", "10.65.0.3")
     dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
     batches = Batches(dp, host)
-    task = asyncio.create_task(dp.run())
-    try:
+    async with dataplane_task(dp):
         for msg in (endpoint(a), endpoint(b), allow_profile()):
             dp.send(msg)
         await dp.settled()
@@ -468,10 +448,6 @@ async def test_without_endpoints_ready_nothing_goes_before_in_sync(netns_pool: N
         dp.send(EndpointsReady())  # once ready, the marker only answers the pipeline
         await dp.settled()
         assert dp.early_started.is_set() and len(batches.sent) == count
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert_holds(listed(host), dp.filter)
     assert await can_ping(a, b.ip)
 
@@ -490,8 +466,7 @@ async def test_the_policy_chains_go_before_in_sync_too_and_a_set_of_another_kind
     wide_chain = names.policy_chain("default", "default/from-wide", True)
     dp = Dataplane(DataplaneOptions(hostname="host-a", netns=host.name, settings=DataplaneSettings()))
     batches = Batches(dp, host)
-    task = asyncio.create_task(dp.run())
-    try:
+    async with dataplane_task(dp):
         await started(dp, [endpoint(a), endpoint(c), endpoint(d),
                            endpoint(b, tiers=[tier(ingress=["default/from-a", "default/from-wide"])]), EndpointsReady()])
         for msg in (allow_profile(), from_a, from_wide, PoliciesReady()):
@@ -508,10 +483,6 @@ async def test_the_policy_chains_go_before_in_sync_too_and_a_set_of_another_kind
             dp.send(msg)
         await dp.settled()
         assert dp.ready.is_set()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     last = script_lines(batches.sent[-1][2])
     assert any(line.startswith(f"add rule inet calico {wide_chain} ") and f"@{interval} " in line for line in last)
     assert f"delete set inet calico {plain}" in last

@@ -7,7 +7,8 @@ import asyncio
 from services.felix.dataplane.errors import NftablesError
 from services.felix.dataplane.ipsets import MapDef, SetDef
 from services.felix.dataplane.ruleset import BaseSpec, DesiredTable, TableState, make_chain
-from services.felix.dataplane.stages import apply_in_stages, plan_chains_stage
+from services.felix.dataplane.stageplan import plan_chains_stage
+from services.felix.dataplane.stages import apply_in_stages
 from tests.unit.felix.nftlines import script_lines
 from tests.unit.felix.test_dataplane_stages import filter_state
 

@@ -20,14 +20,12 @@ from services.felix.dataplane.ruleset import (
     snapshot,
 )
 from services.felix.dataplane.settings import DataplaneSettings
+from services.felix.dataplane.stageplan import plan_chains_stage, plan_last_stage, plan_sets_stage
 from services.felix.dataplane.stages import (
     SETS_PARTS,
     Backlog,
     StageReport,
     apply_in_stages,
-    plan_chains_stage,
-    plan_last_stage,
-    plan_sets_stage,
     split_first_turn,
     start_early,
 )

@@ -128,27 +128,20 @@ async def test_a_later_update_completes_the_snapshot_first() -> None:
     same_messages(dp.received[:synced + 1], single_flush(world()))
 
 
-async def test_the_rest_goes_when_the_dataplane_never_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("endpoints_started", [False, True])
+async def test_the_rest_goes_when_the_dataplane_never_starts(monkeypatch: pytest.MonkeyPatch,
+                                                             endpoints_started: bool) -> None:
+    """Neither ``early_started`` nor ``policies_started`` comes (or only the first): the rest goes after the wait."""
     monkeypatch.setattr(pipeline_module, "EARLY_START_WAIT", 0.05)
     dp = RecordingDataplane()
     pipe = make(dp)
     pipe.on_updates(world())
     pipe.on_status(SyncStatus.IN_SYNC)
+    if endpoints_started:
+        dp.early_started.set()
+        await until(lambda: any(isinstance(x, m.PoliciesReady) for x in dp.received))
     assert not in_sync(dp)
     await until(lambda: in_sync(dp))
-    same_messages(dp.received, single_flush(world()))
-
-
-async def test_the_rest_goes_when_the_dataplane_never_starts_on_the_policies(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline_module, "EARLY_START_WAIT", 0.05)
-    dp = RecordingDataplane()
-    pipe = make(dp)
-    pipe.on_updates(world())
-    pipe.on_status(SyncStatus.IN_SYNC)
-    dp.early_started.set()
-    await until(lambda: any(isinstance(x, m.PoliciesReady) for x in dp.received))
-    assert not in_sync(dp)
-    await until(lambda: in_sync(dp))  # policies_started never comes: the rest goes after the wait
     same_messages(dp.received, single_flush(world()))
 
 
