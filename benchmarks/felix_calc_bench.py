@@ -240,14 +240,25 @@ LAST_SPLIT: list[float] = [0.0, 0.0]  # CPU seconds of the last cold start's bul
 VALIDATE_WORKLOADS = [False]  # --validate-workloads: CalcGraph(validate_workloads=True)
 
 
-def timed_cold_start(updates: list[Update], host: str = HOST) -> tuple[CalcGraph, list[m.Message], float, float]:
-    """A cold start; its wall and process CPU seconds (CPU time is steadier on a shared machine)."""
+def new_graph(host: str) -> CalcGraph:
+    """A fresh graph (as ``--validate-workloads`` says), with the collector's garbage out of the way."""
     graph = CalcGraph(host, validate_workloads=VALIDATE_WORKLOADS[0])
     gc.collect()
-    start, cpu = time.perf_counter(), time.process_time()
+    return graph
+
+
+def deliver(graph: CalcGraph, updates: list[Update]) -> None:
+    """A resync of ``updates``, in batches as the syncer delivers them (in-sync not yet)."""
     graph.on_status(SyncStatus.RESYNC_IN_PROGRESS)
-    for i in range(0, len(updates), 500):  # the syncer delivers in batches
+    for i in range(0, len(updates), 500):
         graph.on_updates(updates[i:i + 500])
+
+
+def timed_cold_start(updates: list[Update], host: str = HOST) -> tuple[CalcGraph, list[m.Message], float, float]:
+    """A cold start; its wall and process CPU seconds (CPU time is steadier on a shared machine)."""
+    graph = new_graph(host)
+    start, cpu = time.perf_counter(), time.process_time()
+    deliver(graph, updates)
     load_cpu = time.process_time()
     graph.on_status(SyncStatus.IN_SYNC)
     flush_cpu = time.process_time()
@@ -261,11 +272,8 @@ def timed_split_cold_start(updates: list[Update], host: str = HOST
                            ) -> tuple[list[m.Message], list[m.Message], list[m.Message], float, float, float]:
     """A cold start in three parts, as the daemon runs it: part A (``on_status(IN_SYNC)`` + ``flush_early()``),
     the policies (``flush_policies()``) and part B (``flush()``); their messages and process CPU seconds."""
-    graph = CalcGraph(host, validate_workloads=VALIDATE_WORKLOADS[0])
-    gc.collect()
-    graph.on_status(SyncStatus.RESYNC_IN_PROGRESS)
-    for i in range(0, len(updates), 500):
-        graph.on_updates(updates[i:i + 500])
+    graph = new_graph(host)
+    deliver(graph, updates)
     start = time.process_time()
     graph.on_status(SyncStatus.IN_SYNC)
     early = graph.flush_early()

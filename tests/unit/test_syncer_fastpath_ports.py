@@ -15,9 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libcalico.errors import ValidationError
-from libcalico.resources import parse_resource
 from libcalico.syncer import fastpath
+from tests.unit.test_syncer_fastpath import model_accepts
 
 API = "projectcalico.org/v3"
 GOOD = [{"name": "http", "protocol": "TCP", "port": 80}, {"name": "metrics", "protocol": "TCP", "port": 9090}]
@@ -28,14 +27,6 @@ def endpoint(ports: list[Any]) -> dict[str, Any]:
             "metadata": {"name": "a", "namespace": "ns", "labels": {"app": "x"}},
             "spec": {"node": "n1", "orchestrator": "k8s", "pod": "a", "endpoint": "eth0", "interfaceName": "cali1",
                      "ipNetworks": ["10.0.0.1/32"], "profiles": ["kns.ns"], "ports": ports}}
-
-
-def model_accepts(value: dict[str, Any]) -> bool:
-    try:
-        parse_resource(value)
-    except ValidationError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("bad", [

@@ -116,7 +116,8 @@ def plan_chains_stage(desired: DesiredTable, staged: TableState, loading_chains:
 
 def stage_weight(batch: Batch, sets: dict[str, SetValue]) -> int:
     """A rough measure of nft's work for a batch: rules and objects, plus set elements (cheaper each)."""
-    return len(batch.rules) + len(batch.blocks) + 2 * len(batch.create) + sum(len(elements) for _def, elements in sets.values()) // 3
+    elements = sum(len(members) for _def, members in sets.values())
+    return len(batch.rules) + len(batch.blocks) + 2 * len(batch.create) + elements // 3
 
 
 def plan_last_stage(desired: DesiredTable, staged: TableState) -> tuple[Batch, bool]:

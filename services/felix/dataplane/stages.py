@@ -33,9 +33,9 @@ the chains by 80 ms cost nothing (0.27 s), chains that follow the sets by 80 ms
 do (0.30 s). The endpoint chains, most of the rules, are ready ~20 ms after
 InSync, the policy chains ~30 ms later, the IP sets (~30 ms to fold) after
 that. What counts is how soon the first real batch goes and that the others
-follow before nft runs dry. While this thread still folds and renders, the nft processes run at a lower
-priority (``nice``), so on a busy machine they do not starve the batches still
-to come. Folding messages in another order gives the same table (the desired
+follow before nft runs dry. While this thread still folds and renders, the nft processes can run at a
+lower priority (STAGED_NFT_NICE; 0 since the policy chains also go early, when nft became the longer
+path). Folding messages in another order gives the same table (the desired
 table is a function of the messages' end state, whatever the order between
 objects), so endpoints and IP sets may wait. What packets see: on a clean start nothing is hooked until the
 last batch commits, so they see no Calico table, then all of it. On a restart
@@ -203,6 +203,11 @@ def split_first_turn(messages: list[Message]) -> FirstTurnMessages:
     return out
 
 
+def _committed(job: asyncio.Future[None]) -> bool:
+    """Whether a batch's job is done and nft took the batch (it is in the kernel)."""
+    return job.done() and not job.cancelled() and job.exception() is None
+
+
 class _Stages:
     """The batches of one staged apply: launched as nft jobs, recorded once all are planned."""
 
@@ -212,8 +217,8 @@ class _Stages:
         self.origin = origin
         self.jobs: list[asyncio.Future[None]] = []
         self.chains: dict[str, ChainValue] = {}  # what the chains batches add (as if they commit)
-        self.declared: dict[str, SetDef] = {}  # the sets they declare (empty until the sets stage fills them)
-        self.declared_by: list[tuple[asyncio.Future[None], dict[str, SetDef]]] = []  # ... each batch's
+        # Each chains batch's job and the sets it declares (empty until the sets stage fills them).
+        self.declared_by: list[tuple[asyncio.Future[None], dict[str, SetDef]]] = []
         self.held: list[Batch] = []  # sets batches waiting for those to commit (see launch_held)
         self.declared_chains: set[str] = set()  # the chains they declare for a jump (empty until filled)
         self.sets: dict[str, SetValue] = {}  # what the sets stage makes right
@@ -249,7 +254,6 @@ class _Stages:
         batch, chains, declared, elsewhere = plan_chains_stage(raw, staged, loading)
         if chains and stage_weight(batch, {}) >= min_weight:
             self.chains.update(chains)
-            self.declared.update(declared)
             self.declared_chains.update(elsewhere)
             self.declared_by.append((await self.launch(batch), declared))
 
@@ -261,8 +265,7 @@ class _Stages:
         it for :meth:`launch_held`, which launches it once the chains batches that declare sets commit."""
         # Sets a chains batch created are filled without a second ``add set`` (kernel work for each of the
         # e2e world's 1,303 sets): when that batch has committed, or when this one is held until it has.
-        committed = {name: setdef for job, declared in self.declared_by
-                     if hold or (job.done() and not job.cancelled() and job.exception() is None)
+        committed = {name: setdef for job, declared in self.declared_by if hold or _committed(job)
                      for name, setdef in declared.items()}
         batch, sets, refilled = plan_sets_stage(raw, staged, self.sets.keys() | unfilled if unfilled else self.sets,
                                                 committed)
@@ -287,8 +290,9 @@ class _Stages:
 
     def record(self, staged: TableState) -> None:
         """Update ``staged`` as if every launched batch commits (if one fails, all of it is thrown away)."""
-        for name, setdef in self.declared.items():
-            staged.sets.setdefault(name, (setdef, frozenset()))
+        for _job, declared in self.declared_by:
+            for name, setdef in declared.items():
+                staged.sets.setdefault(name, (setdef, frozenset()))
         staged.sets.update(self.sets)
         for name in self.declared_chains:
             staged.chains.setdefault(name, (None, ()))
@@ -353,7 +357,7 @@ async def start_policies(state: FilterState, early: EarlyStages) -> list[int]:
     while state.pending:
         state.render_pending(RENDER_CHUNK)
         await asyncio.sleep(0)
-    if any(job.done() and (job.cancelled() or job.exception() is not None) for job in stages.jobs):
+    if any(job.done() and not _committed(job) for job in stages.jobs):
         return []
     before = len(stages.jobs)
     await stages.chains_stage(state.unrendered_table, early.staged, 1)

@@ -203,22 +203,23 @@ def test_validated_kinds_name_workloads_only_when_the_graph_validates_them() -> 
     assert "WorkloadEndpoint" in kinds and "GlobalNetworkPolicy" in kinds
 
 
+def stored_workload(name: str, ip: str) -> dict[str, object]:
+    """A WorkloadEndpoint ``ns/<name>`` of node1 as stored, with one address (valid or not)."""
+    return {"apiVersion": API, "kind": "WorkloadEndpoint", "metadata": {
+        "name": name, "namespace": "ns", "labels": {"app": "a"}}, "spec": {
+        "orchestrator": "k8s", "node": "node1", "pod": name, "endpoint": "eth0",
+        "interfaceName": f"cali{name}", "ipNetworks": [ip], "profiles": ["kns.ns"]}}
+
+
 async def test_a_direct_syncer_leaves_workloads_to_a_validating_graph(tmp_path: Path) -> None:
     root = "/calico/resources/v3/projectcalico.org/"
-
-    def endpoint(name: str, ip: str) -> dict[str, object]:
-        return {"apiVersion": API, "kind": "WorkloadEndpoint", "metadata": {
-            "name": name, "namespace": "ns", "labels": {"app": "a"}}, "spec": {
-            "orchestrator": "k8s", "node": "node1", "pod": name, "endpoint": "eth0",
-            "interfaceName": f"cali{name}", "ipNetworks": [ip], "profiles": ["kns.ns"]}}
-
     backend = SqliteBackend(str(tmp_path / "calico.db"))
     graph = CalcGraph("node1", validate_workloads=True)
     out: list[m.Message] = []
 
     try:
-        await backend.create(root + "workloadendpoints/ns/ok", endpoint("ok", "10.65.0.1/32"))
-        await backend.create(root + "workloadendpoints/ns/broken", endpoint("broken", "10.65.0.300/32"))
+        await backend.create(root + "workloadendpoints/ns/ok", stored_workload("ok", "10.65.0.1/32"))
+        await backend.create(root + "workloadendpoints/ns/broken", stored_workload("broken", "10.65.0.300/32"))
         source, _ = open_input(SPEC.load([], {}).settings, "node1", backend, GraphSink(graph, out), {}, graph.validated_kinds())
         assert isinstance(source, Syncer)
         with structlog.testing.capture_logs() as logs:

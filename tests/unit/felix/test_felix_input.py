@@ -107,15 +107,10 @@ async def test_policies_are_validated_once_by_the_graph_and_endpoints_by_the_syn
     from libcalico.resources import parse_resource
     from services.felix import messages as m
     from services.felix.calc import CalcGraph
+    from tests.unit.felix.test_calc_validated_workloads import stored_workload
 
     root = "/calico/resources/v3/projectcalico.org/"
     api = "projectcalico.org/v3"
-
-    def wep(name: str, ip: str) -> dict[str, object]:
-        return {"apiVersion": api, "kind": "WorkloadEndpoint", "metadata": {
-            "name": name, "namespace": "ns", "labels": {"app": "a"}}, "spec": {
-            "orchestrator": "k8s", "node": "node1", "pod": name, "endpoint": "eth0",
-            "interfaceName": f"cali{name}", "ipNetworks": [ip], "profiles": ["kns.ns"]}}
 
     def gnp(name: str, selector: str) -> dict[str, object]:
         return {"apiVersion": api, "kind": "GlobalNetworkPolicy", "metadata": {"name": name},
@@ -131,8 +126,8 @@ async def test_policies_are_validated_once_by_the_graph_and_endpoints_by_the_syn
         # Written raw, as another writer could: the stored values are not checked on the way in.
         await backend.create(root + "globalnetworkpolicies/good", good)
         await backend.create(root + "globalnetworkpolicies/bad", bad)
-        await backend.create(root + "workloadendpoints/ns/ok", wep("ok", "10.65.0.1/32"))
-        await backend.create(root + "workloadendpoints/ns/broken", wep("broken", "10.65.0.300/32"))
+        await backend.create(root + "workloadendpoints/ns/ok", stored_workload("ok", "10.65.0.1/32"))
+        await backend.create(root + "workloadendpoints/ns/broken", stored_workload("broken", "10.65.0.300/32"))
         source, _ = open_input(SPEC.load([], {}).settings, "node1", backend, GraphSink(graph, out), {}, graph.validated_kinds())
         assert isinstance(source, Syncer)
         assert "GlobalNetworkPolicy" in graph.validated_kinds() and "WorkloadEndpoint" not in graph.validated_kinds()
