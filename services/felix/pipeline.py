@@ -65,7 +65,11 @@ class EndpointStatus(NamedTuple):
 
 
 class StatusSink(Protocol):
-    """Something that reports endpoint statuses (files, the datastore)."""
+    """Something that reports endpoint statuses (files, the datastore).
+
+    A sink with ``blocking = True`` does its I/O in ``update``: the pipeline calls it in a worker thread,
+    so that a readiness probe is not held behind it (100 status files: 4-10 ms of this thread, py-spy).
+    """
 
     def update(self, statuses: Mapping[str, EndpointStatus]) -> None:
         """The complete current statuses, keyed by a stable endpoint id."""
@@ -267,7 +271,7 @@ class Pipeline:
             self.metrics.applied_revision.set(self.applied_revision)
             if self.on_change is not None:
                 self.on_change()
-            self._report_endpoints()  # (after health: 100 endpoint status files took 4-6 ms, measured)
+            await self._report_endpoints()
 
     def _needs_recheck(self, failed_at: tuple[int, int] | None) -> bool:
         pending = self.dataplane.routes.pending if self.dataplane.routes is not None else set()
@@ -285,10 +289,13 @@ class Pipeline:
             out[f"hep {hid}"] = EndpointStatus(None, hid, "up", host=hep)
         return out
 
-    def _report_endpoints(self) -> None:
+    async def _report_endpoints(self) -> None:
         statuses = self.endpoint_statuses()
         if statuses == self._reported:
             return
         self._reported = statuses
         for sink in self.sinks:
-            sink.update(statuses)
+            if getattr(sink, "blocking", False):
+                await asyncio.to_thread(sink.update, statuses)  # (one at a time: the monitor waits for it)
+            else:
+                sink.update(statuses)

@@ -77,6 +77,8 @@ def _rfc3339(now: datetime.datetime) -> str:
 class EndpointStatusFiles:
     """Keeps ``<directory>/<status file>`` present exactly for the workload endpoints that are up."""
 
+    blocking = True  # file I/O: the pipeline calls update() in a worker thread
+
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
         self._written: set[str] | None = None  # None until the first update (then: read the directory)

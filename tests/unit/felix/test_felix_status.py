@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from libcalico.datastore.sqlite import SqliteBackend
+from libcalico.syncer import SyncStatus
 from services.cni.workload import Workload
 from services.felix.messages import WorkloadEndpoint, WorkloadEndpointID
 from services.felix.pipeline import EndpointStatus
@@ -98,3 +101,40 @@ async def test_status_key_expires_with_its_ttl(tmp_path: Path) -> None:
         assert (await backend.list("/calico/felix/v2/no-region/host/node1/last_reported_status")).items
     finally:
         await backend.close()
+
+
+class _Recorder:
+    """A status sink that records what it was given and on which thread."""
+
+    def __init__(self, blocking: bool) -> None:
+        self.blocking = blocking
+        self.calls: list[tuple[int, dict[str, EndpointStatus]]] = []
+
+    def update(self, given: Mapping[str, EndpointStatus]) -> None:
+        self.calls.append((threading.get_ident(), dict(given)))
+
+
+async def test_a_blocking_sink_is_written_off_the_event_loop_thread() -> None:
+    """Status files (blocking: file I/O) are written in a worker thread, so a readiness probe is not held behind
+    them; the datastore reporter (queues only) is called on the loop. Both get the same statuses, once."""
+    from tests.unit.felix.test_felix_pipeline_snapshot import RecordingDataplane, make, world
+
+    dp = RecordingDataplane()
+    pipe = make(dp)
+    files, keys = _Recorder(blocking=True), _Recorder(blocking=False)
+    pipe.sinks = [files, keys]
+    pipe.on_updates(world())
+    pipe.on_status(SyncStatus.IN_SYNC)
+    dp.early_started.set()
+    dp.policies_started.set()
+    async with asyncio.timeout(3):
+        while not pipe.workloads:
+            await asyncio.sleep(0.005)
+        await pipe._report_endpoints()
+        await pipe._report_endpoints()  # (nothing changed: not again)
+    loop_thread = threading.get_ident()
+    assert [ident != loop_thread for ident, _ in files.calls] == [True]
+    assert [ident == loop_thread for ident, _ in keys.calls] == [True]
+    assert files.calls[0][1] == keys.calls[0][1] == pipe.endpoint_statuses()
+    assert len(files.calls[0][1]) == 2  # the two local workloads
+    assert EndpointStatusFiles.blocking and not getattr(DatastoreStatusReporter, "blocking", False)
