@@ -38,10 +38,29 @@ install_debian_packages() {
   fi
 }
 
+# The interpreter .venv is made from: Debian's python3, installed above, unless PYTHON names another.
+# (Not whichever python3 comes first on PATH: a self-built one, e.g. pyenv's without PGO/LTO, runs
+# Felix's cold start ~8% slower, measured; see docs/benchmarks.md.)
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+venv_interpreter() {  # the interpreter .venv was made from, as its pyvenv.cfg records it ("" if none)
+  sed -n 's/^executable = //p' .venv/pyvenv.cfg 2>/dev/null || true
+}
+
 install_python_packages() {
+  local wanted
+  wanted=$(readlink -f "$(command -v "$PYTHON" || true)")
+  if [ -z "$wanted" ]; then
+    echo "bootstrap: no Python interpreter at $PYTHON (set PYTHON to a Python 3.11 or later)" >&2
+    exit 1
+  fi
+  if [ -x .venv/bin/python ] && [ "$(readlink -f "$(venv_interpreter)")" != "$wanted" ]; then
+    echo "bootstrap: .venv was made from $(venv_interpreter), not $wanted: making it again"
+    rm -rf .venv
+  fi
   if [ ! -x .venv/bin/python ]; then
-    echo "bootstrap: creating the virtual environment in .venv"
-    python3 -m venv .venv
+    echo "bootstrap: creating the virtual environment in .venv ($wanted)"
+    "$wanted" -m venv .venv
   fi
   local stamp=.venv/.calico-py-installed
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$ROOT/bootstrap.sh" -nt "$stamp" ]; then
