@@ -49,7 +49,7 @@ venv_interpreter() {  # the interpreter .venv was made from, as its pyvenv.cfg r
 
 install_python_packages() {
   local wanted
-  wanted=$(readlink -f "$(command -v "$PYTHON" || true)")
+  wanted=$(readlink -f "$(command -v "$PYTHON" || true)" || true)
   if [ -z "$wanted" ]; then
     echo "bootstrap: no Python interpreter at $PYTHON (set PYTHON to a Python 3.11 or later)" >&2
     exit 1
