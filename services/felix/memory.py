@@ -71,8 +71,8 @@ def settle() -> None:
     started = time.perf_counter()
     gc.freeze()
     gc.enable()
-    # No gc.get_freeze_count() here: it walks every frozen object (~190,000 on the 1,000-policy benchmark,
-    # ~20 ms of this thread in the middle of the first apply, py-spy).
+    # No gc.get_freeze_count() here: it walks every frozen object (all of start-up's), in the middle of
+    # the first apply.
     log.info("startup objects frozen", seconds=round(time.perf_counter() - started, 3))
 
 

@@ -68,7 +68,7 @@ class StatusSink(Protocol):
     """Something that reports endpoint statuses (files, the datastore).
 
     A sink with ``blocking = True`` does its I/O in ``update``: the pipeline calls it in a worker thread,
-    so that a readiness probe is not held behind it (100 status files: 4-10 ms of this thread, py-spy).
+    so that a readiness probe is not held behind it (the first apply writes one file per local endpoint).
     """
 
     def update(self, statuses: Mapping[str, EndpointStatus]) -> None:

@@ -76,32 +76,23 @@ def test_bulk_replace_equals_the_parse_one_by_one(world: str) -> None:
     assert bulk_taken == sum(1 for u in updates if u.members)  # the usual members all went the bulk way
 
 
-@pytest.mark.parametrize("odd", ODD_NET)
-def test_odd_net_members_leave_the_bulk_path_with_the_same_result(odd: str) -> None:
-    members = frozenset({"10.65.0.2/32", "10.65.0.3/32", odd})
-    try:
-        ref = reference(IPSetType.NET, members)
-    except RenderError as exc:
-        with pytest.raises(RenderError) as info:
-            IPSetMembers(IPSetType.NET, "ref").replace(members)
-        assert str(info.value) == str(exc)
-        return
-    bulk = IPSetMembers(IPSetType.NET, "s")
-    bulk.replace(members)
-    same(bulk, ref)
+ODD_CASES = ([(IPSetType.NET, frozenset({"10.65.0.2/32", "10.65.0.3/32"}), odd) for odd in ODD_NET]
+             + [(IPSetType.IP_AND_PORT, frozenset({"10.65.0.2,tcp:80", "10.65.0.3,udp:53"}), odd) for odd in ODD_PORTS])
 
 
-@pytest.mark.parametrize("odd", ODD_PORTS)
-def test_odd_named_port_members_leave_the_bulk_path_with_the_same_result(odd: str) -> None:
-    members = frozenset({"10.65.0.2,tcp:80", "10.65.0.3,udp:53", odd})
+@pytest.mark.parametrize(("set_type", "usual", "odd"), ODD_CASES)
+def test_odd_members_leave_the_bulk_path_with_the_same_result(set_type: IPSetType, usual: frozenset[str],
+                                                               odd: str) -> None:
+    """Net members and named-port members alike: one odd member among usual ones, the same result (or error)."""
+    members = usual | {odd}
     try:
-        ref = reference(IPSetType.IP_AND_PORT, members)
+        ref = reference(set_type, members)
     except RenderError as exc:
         with pytest.raises(RenderError) as info:
-            IPSetMembers(IPSetType.IP_AND_PORT, "ref").replace(members)
+            IPSetMembers(set_type, "ref").replace(members)
         assert str(info.value) == str(exc)
         return
-    bulk = IPSetMembers(IPSetType.IP_AND_PORT, "s")
+    bulk = IPSetMembers(set_type, "s")
     bulk.replace(members)
     same(bulk, ref)
 
